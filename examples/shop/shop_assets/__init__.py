@@ -1,0 +1,1 @@
+"""The shop's assets: raw synthetic data, cleaned tables, and reports."""

@@ -1,0 +1,228 @@
+"""The ``@asset`` decorator and the definition it produces.
+
+``@asset`` turns a function into an :class:`AssetDefinition`: its key, its declared inputs
+(parameter names) and its run options. Everything that can be checked without the rest of the
+project is checked here, when the module is imported, so a typo surfaces immediately.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect_assets.assets.keys import AssetKey, CoercibleToKey
+from prefect_assets.assets.versions import source_code_version
+from prefect_assets.errors import AssetsError
+
+#: Parameters filled by the framework rather than loaded from upstream assets.
+INJECTED_PARAMS = frozenset({"context", "config"})
+
+#: Sentinel: the asset was decorated without ``io_manager=``, so the project default applies.
+DEFAULT_IO_MANAGER = "default"
+
+
+@dataclass(frozen=True)
+class AssetDefinition:
+    """An asset: a key, the function that computes it, and how to run and store it.
+
+    Made by :func:`asset`; calling it calls the underlying function, so assets stay
+    unit-testable as plain functions.
+    """
+
+    key: AssetKey
+    fn: Callable[..., Any]
+    input_params: tuple[str, ...]
+    explicit_ins: Mapping[str, AssetKey] = field(default_factory=dict)
+    deps: tuple[AssetKey, ...] = ()
+    group: str = "default"
+    io_manager: str | None = DEFAULT_IO_MANAGER
+    format: str | None = None
+    retries: int | None = None
+    retry_delay_seconds: float | list[float] | None = None
+    timeout_seconds: float | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    code_version: str = ""
+    partitions: Any = None
+    concurrency: str | None = None
+    config_schema: type | None = None
+    wants_context: bool = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    @property
+    def source(self) -> str:
+        """``file:line`` of the function, for error messages."""
+        code = getattr(self.fn, "__code__", None)
+        if code is None:
+            return repr(self.fn)
+        return f"{code.co_filename}:{code.co_firstlineno}"
+
+    def __reduce__(self):
+        # Process pools, Dask and Ray pickle task arguments. The decorated module attribute
+        # *is* this definition, so pickling ``fn`` by reference would fail ("not the same
+        # object"); instead a module-level asset travels as (module, name) and is re-imported.
+        module, qualname = self.fn.__module__, self.fn.__qualname__
+        try:
+            found = _import_object(module, qualname)
+        except Exception:  # noqa: BLE001 - not importable: fall back to pickling by value
+            found = None
+        if found is self:
+            return (_import_object, (module, qualname))
+        return super().__reduce__()
+
+
+def _import_object(module: str, qualname: str) -> Any:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def asset(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    key_prefix: str | Sequence[str] | None = None,
+    group: str | None = None,
+    deps: Sequence[CoercibleToKey | AssetDefinition] = (),
+    ins: Mapping[str, CoercibleToKey | AssetDefinition] | None = None,
+    io_manager: str | None = DEFAULT_IO_MANAGER,
+    format: str | None = None,  # noqa: A002 - the user-facing option is called format
+    retries: int | None = None,
+    retry_delay_seconds: float | Sequence[float] | None = None,
+    timeout_seconds: float | None = None,
+    tags: Mapping[str, str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    code_version: str | None = None,
+    partitions: Any = None,
+    concurrency: str | None = None,
+    config: type | None = None,
+) -> Any:
+    """Declare a software-defined asset.
+
+    Parameters of the decorated function name its upstream assets: a parameter matches an
+    asset whose last key part has that name (when unique) or whose full key is written with
+    ``__`` for ``/``. ``context`` receives an :class:`AssetContext`; ``config`` receives an
+    instance of the ``config`` model.
+
+    Args:
+        name: last key part (default: the function name).
+        key_prefix: parts placed before ``name``, e.g. ``"reports"`` or ``["a", "b"]``.
+        group: the group the asset belongs to (default ``"default"``).
+        deps: upstream assets that must run first but are not loaded.
+        ins: explicit ``{parameter: upstream key}`` for parameters that do not match a name.
+        io_manager: name of the IO manager that stores the result; ``None`` stores nothing.
+        format: storage format override (``parquet``, ``json``, ``raw``, ``pickle``).
+        retries: Prefect task retries (default: the project's ``defaults.retries``).
+        retry_delay_seconds: delay between retries, a number or a list per attempt.
+        timeout_seconds: Prefect task timeout.
+        tags: string labels, selectable with ``tag:k=v`` and attached to the Prefect task.
+        metadata: static metadata recorded with every materialization.
+        description: shown by ``list``; defaults to the docstring.
+        code_version: defaults to a hash of the normalized source.
+        partitions: a partitions definition.
+        concurrency: a Prefect global concurrency limit name this asset takes a slot of.
+        config: a pydantic model class; an instance is passed as ``config``.
+
+    Raises:
+        AssetsError: the options do not fit the function's signature.
+
+    Example:
+        >>> @asset(group="raw")
+        ... def numbers() -> list:
+        ...     return [1, 2, 3]
+        >>> @asset
+        ... def total(numbers: list) -> int:
+        ...     return sum(numbers)
+        >>> str(total.key), total.input_params
+        ('total', ('numbers',))
+    """
+
+    def decorate(func: Callable[..., Any]) -> AssetDefinition:
+        return _make_definition(
+            func, name=name, key_prefix=key_prefix, group=group, deps=deps, ins=ins or {},
+            io_manager=io_manager, format=format, retries=retries,
+            retry_delay_seconds=retry_delay_seconds, timeout_seconds=timeout_seconds,
+            tags=tags or {}, metadata=metadata or {}, description=description,
+            code_version=code_version, partitions=partitions, concurrency=concurrency, config=config,
+        )
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def _make_definition(func: Callable[..., Any], **options: Any) -> AssetDefinition:
+    if not callable(func) or not hasattr(func, "__code__"):
+        raise AssetsError(f"@asset decorates a function, got {func!r}")
+    where = f"{func.__module__}.{func.__qualname__}"
+    params = inspect.signature(func).parameters
+    for param in params.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise AssetsError(
+                f"asset {where}: parameter '{param.name}' is *args/**kwargs; name each upstream asset as its own parameter"
+            )
+    explicit_ins = {p: _to_key(k) for p, k in options["ins"].items()}
+    unknown = sorted(set(explicit_ins) - set(params))
+    if unknown:
+        raise AssetsError(
+            f"asset {where}: ins= names {unknown} but the function has parameters {list(params)}; "
+            "make the ins keys match parameter names"
+        )
+    config = options["config"]
+    if "config" in params and config is None:
+        raise AssetsError(f"asset {where}: has a 'config' parameter but no config= model; pass @asset(config=MyConfig)")
+    if config is not None and not (isinstance(config, type) and hasattr(config, "model_validate")):
+        raise AssetsError(f"asset {where}: config= must be a pydantic model class, got {config!r}")
+    _check_run_options(where, options)
+
+    prefix = options["key_prefix"]
+    prefix_parts = (prefix,) if isinstance(prefix, str) else tuple(prefix or ())
+    key = AssetKey(tuple(p for part in prefix_parts for p in part.split("/")) + (options["name"] or func.__name__,))
+    tags = options["tags"]
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise AssetsError(f"asset {where}: tags must map strings to strings, got {dict(tags)!r}")
+    delay = options["retry_delay_seconds"]
+    return AssetDefinition(
+        key=key,
+        fn=func,
+        input_params=tuple(p for p in params if p not in INJECTED_PARAMS),
+        explicit_ins=explicit_ins,
+        deps=tuple(_to_key(d) for d in options["deps"]),
+        group=options["group"] or "default",
+        io_manager=options["io_manager"],
+        format=options["format"],
+        retries=options["retries"],
+        retry_delay_seconds=list(delay) if isinstance(delay, (list, tuple)) else delay,
+        timeout_seconds=options["timeout_seconds"],
+        tags=dict(tags),
+        metadata=dict(options["metadata"]),
+        description=options["description"] or inspect.getdoc(func),
+        code_version=options["code_version"] or source_code_version(func),
+        partitions=options["partitions"],
+        concurrency=options["concurrency"],
+        config_schema=config,
+        wants_context="context" in params,
+    )
+
+
+def _check_run_options(where: str, options: Mapping[str, Any]) -> None:
+    retries = options["retries"]
+    if retries is not None and (not isinstance(retries, int) or retries < 0):
+        raise AssetsError(f"asset {where}: retries must be a whole number >= 0, got {retries!r}")
+    timeout = options["timeout_seconds"]
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise AssetsError(f"asset {where}: timeout_seconds must be a positive number, got {timeout!r}")
+    delay = options["retry_delay_seconds"]
+    delays = delay if isinstance(delay, (list, tuple)) else [] if delay is None else [delay]
+    if not all(isinstance(d, (int, float)) and d >= 0 for d in delays):
+        raise AssetsError(f"asset {where}: retry_delay_seconds must be a number >= 0 or a list of them, got {delay!r}")
+
+
+def _to_key(value: CoercibleToKey | AssetDefinition) -> AssetKey:
+    return value.key if isinstance(value, AssetDefinition) else AssetKey.parse(value)

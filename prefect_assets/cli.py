@@ -1,0 +1,237 @@
+"""The ``prefect-assets`` command: parse, call, print.
+
+User mistakes (:class:`~prefect_assets.errors.AssetsError`) print as one line on stderr with
+exit code 2 and no traceback. ``materialize`` exits 1 when an asset failed. Prefect is imported
+only by the commands that run flows, so ``list``, ``graph`` and ``status`` answer quickly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from prefect_assets import render
+from prefect_assets.assets.selection import select as select_keys
+from prefect_assets.assets.selection import upstream
+from prefect_assets.assets.versions import graph_status
+from prefect_assets.definitions import Definitions
+from prefect_assets.errors import AssetsError
+
+app = typer.Typer(
+    help="Software-defined assets on Prefect: list, graph, materialize and inspect a project's assets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+# Piped output (CI logs, tests) gets wide lines instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+ProjectOption = typer.Option(None, "--project", "-p", help="Project folder (default: walk up from here).")
+SelectOption = typer.Option(None, "--select", "-s", help="Selection, e.g. '+daily', 'group:raw', 'tag:team=bi'.")
+
+
+class GraphFormat(str, Enum):
+    text = "text"
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+class RunnerType(str, Enum):
+    thread = "thread"
+    process = "process"
+    dask = "dask"
+    ray = "ray"
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Print an AssetsError as one line on stderr and exit 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AssetsError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command("list")
+@user_errors
+def list_assets(project: Optional[Path] = ProjectOption, select: Optional[str] = SelectOption) -> None:
+    """Keys, groups, upstream assets and the last materialization."""
+    defs = Definitions.load(project)
+    keys = select_keys(defs.graph, select)
+    records = defs.read_records(keys)
+    table = Table("asset", "group", "upstream", "io manager", "last materialized", box=None)
+    for key in keys:
+        definition = defs.definition(key)
+        record = records.get(key)
+        table.add_row(
+            str(key),
+            definition.group,
+            ", ".join(str(k) for k in sorted(defs.graph.upstream_of(key))) or "-",
+            definition.io_manager or "-",
+            _when(record),
+        )
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def graph(
+    project: Optional[Path] = ProjectOption,
+    select: Optional[str] = SelectOption,
+    format: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, mermaid or dot."),  # noqa: A002
+) -> None:
+    """Draw the asset graph."""
+    defs = Definitions.load(project)
+    keys = select_keys(defs.graph, select)
+    if format is GraphFormat.text:
+        out.print(render.text_tree(defs.graph, keys))
+    else:
+        drawing = render.mermaid if format is GraphFormat.mermaid else render.dot
+        print(drawing(defs.graph, keys))
+
+
+@app.command()
+@user_errors
+def status(project: Optional[Path] = ProjectOption, select: Optional[str] = SelectOption) -> None:
+    """Fresh, stale (with the cause) or missing; last run, size and rows."""
+    defs = Definitions.load(project)
+    keys = select_keys(defs.graph, select)
+    records = defs.read_records(upstream(defs.graph, keys))
+    statuses = graph_status(defs.graph, records, keys)
+    table = Table("asset", "status", "last materialized", "bytes", "rows", "data version", box=None)
+    colours = {"fresh": "green", "stale": "yellow", "missing": "red"}
+    for key in keys:
+        record, state = records.get(key), statuses[key]
+        table.add_row(
+            str(key),
+            f"[{colours[state.state]}]{state}[/]",
+            _when(record),
+            _number(getattr(record, "bytes", None)),
+            _number(getattr(record, "rows", None)),
+            getattr(record, "data_version", None) or "-",
+        )
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def materialize(
+    project: Optional[Path] = ProjectOption,
+    select: Optional[str] = SelectOption,
+    partition: Optional[str] = typer.Option(None, "--partition", help="Partition key to materialize."),
+    stale: bool = typer.Option(False, "--stale", help="Only missing and stale assets (and what they make stale)."),
+    runner: Optional[RunnerType] = typer.Option(None, "--runner", help="Override the configured task runner."),
+    max_workers: Optional[int] = typer.Option(None, "--max-workers", min=1, help="Worker threads/processes."),
+    config: Optional[str] = typer.Option(None, "--config", help='Asset config as JSON: {"asset/key": {"field": 1}}.'),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's task run logs."),
+) -> None:
+    """Materialize the selection through a Prefect flow run; exit 1 if an asset failed."""
+    prepare_prefect_environment(verbose)
+    from prefect_assets.flows.build import materialize as run_materialize
+    from prefect_assets.progress import RunProgress
+
+    defs = Definitions.load(project)
+    with RunProgress(out, total=len(select_keys(defs.graph, select))) as progress:
+        result = run_materialize(
+            defs, select, partition=partition, stale_only=stale,
+            runner=runner.value if runner else None, max_workers=max_workers,
+            config=_parse_config(config), on_event=progress.on_event,
+        )
+    out.print(_summary_table(result))
+    out.print(f"flow run {result.flow_run_id}: {result.state}")
+    if result.failed:
+        retry = ",".join(f"{r.key}+" for r in result.failed)
+        err.print(f"{len(result.failed)} asset(s) failed. After fixing, finish the job with:\n"
+                  f"  prefect-assets materialize --select '{retry}'", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def wipe(
+    project: Optional[Path] = ProjectOption,
+    select: str = typer.Option(..., "--select", "-s", help="What to delete (required: there is no default)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete the stored data and records of the selected assets."""
+    defs = Definitions.load(project)
+    keys = select_keys(defs.graph, select)
+    if not yes:
+        out.print("This deletes the data and records of: " + ", ".join(str(k) for k in keys))
+        if not typer.confirm("Continue?"):
+            raise typer.Exit(1)
+    for key in keys:
+        io_manager = defs.io_manager_for(key)
+        if io_manager is not None:
+            io_manager.delete(key)
+        defs.record_store_for(key).delete(key)
+    out.print(f"wiped {len(keys)} asset(s)")
+
+
+def prepare_prefect_environment(verbose: bool = False) -> None:
+    """Settings that must be in place before Prefect is imported.
+
+    Without ``PREFECT_API_URL`` Prefect starts an ephemeral server, which can take 20 s or more
+    on a cold 2-core machine: give it time instead of failing. Keep Prefect's INFO logs out of
+    the progress display unless asked for.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _summary_table(result: Any) -> Table:
+    colours = {"materialized": "green", "fresh": "cyan", "skipped": "yellow", "failed": "red"}
+    table = Table("asset", "status", "seconds", "rows", "bytes", "detail", title="materialize summary")
+    for row in result.summary_rows():
+        table.add_row(
+            row["asset"], f"[{colours[row['status']]}]{row['status']}[/]", f"{row['seconds']:.2f}",
+            _number(row["rows"]), _number(row["bytes"]), row["reason"],
+        )
+    return table
+
+
+def _parse_config(text: Optional[str]) -> Optional[dict[str, Any]]:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AssetsError(f"--config is not valid JSON ({exc.msg}); write e.g. '{{\"key\": {{\"field\": 1}}}}'") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise AssetsError('--config must map asset keys to objects, e.g. \'{"daily": {"limit": 5}}\'')
+    return value
+
+
+def _when(record: Any) -> str:
+    return record.timestamp[:19].replace("T", " ") if record is not None else "-"
+
+
+def _number(value: Optional[int]) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

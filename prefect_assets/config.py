@@ -1,0 +1,174 @@
+"""Project configuration: ``prefect_assets.yaml``, parsed with PyYAML and checked with pydantic.
+
+The file is found by walking up from the working directory (or given with ``--project``).
+``${VAR}`` and ``${VAR:-default}`` in any string are expanded from the environment before
+validation. Every mistake (unknown key, wrong type, unset variable) raises one
+:class:`~prefect_assets.errors.AssetsError` line naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from prefect_assets.errors import AssetsError, did_you_mean
+
+PROJECT_FILE = "prefect_assets.yaml"
+_ENV_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IOManagerConfig(_Strict):
+    """One named IO manager: an fsspec ``base_uri`` or a custom ``type``."""
+
+    type: str | None = Field(default=None, description="'module:Class' of a custom IOManager subclass")
+    base_uri: str | None = Field(default=None, description="any fsspec URL; relative paths are project-relative")
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    allow_pickle: bool = True
+    options: dict[str, Any] = Field(default_factory=dict, description="format options or custom keyword arguments")
+
+
+class RunnerConfig(_Strict):
+    """Which Prefect task runner executes the assets."""
+
+    type: Literal["thread", "process", "dask", "ray"] = "thread"
+    max_workers: int | None = Field(default=None, ge=1)
+    address: str | None = None
+
+
+class DefaultsConfig(_Strict):
+    """Run options for assets that do not set their own."""
+
+    retries: int = Field(default=0, ge=0)
+    retry_delay_seconds: Union[float, list[float]] = 0
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+
+class ProjectConfig(_Strict):
+    name: str = "assets"
+    modules: list[str] = Field(default_factory=lambda: ["assets"])
+    io_managers: dict[str, IOManagerConfig] = Field(default_factory=dict, validate_default=True)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
+    concurrency_limits: dict[str, int] = Field(default_factory=dict)
+    deployments: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("io_managers")
+    @classmethod
+    def _default_io_manager(cls, value: dict[str, IOManagerConfig]) -> dict[str, IOManagerConfig]:
+        value.setdefault("default", IOManagerConfig(base_uri="./data"))
+        return value
+
+
+class Project:
+    """A loaded project: its root directory, its config file and the validated config."""
+
+    def __init__(self, root: Path, config: ProjectConfig, file: Path | None = None):
+        self.root = root
+        self.config = config
+        self.file = file
+
+    def resolve_uri(self, uri: str) -> str:
+        """Make a relative local path absolute against the project root; URLs pass through."""
+        if "://" in uri:
+            return uri
+        path = Path(uri).expanduser()
+        return str(path if path.is_absolute() else (self.root / path).resolve())
+
+    def __repr__(self) -> str:
+        return f"Project({self.config.name!r}, root={str(self.root)!r})"
+
+
+def find_project_file(start: str | Path | None = None) -> Path:
+    """The ``prefect_assets.yaml`` at ``start`` (a file or directory) or above it."""
+    here = Path(start or Path.cwd()).expanduser().resolve()
+    if here.is_file():
+        return here
+    if start is not None and not here.exists():
+        raise AssetsError(f"--project {start}: no such file or directory; pass the folder holding {PROJECT_FILE}")
+    for folder in [here, *here.parents]:
+        candidate = folder / PROJECT_FILE
+        if candidate.is_file():
+            return candidate
+    raise AssetsError(
+        f"no {PROJECT_FILE} in {here} or any parent directory; run inside a project, pass --project DIR, "
+        "or create one with: prefect-assets init DIR"
+    )
+
+
+def load_project(start: str | Path | None = None) -> Project:
+    """Find, read, expand and validate the project configuration."""
+    file = find_project_file(start)
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise AssetsError(f"{file}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise AssetsError(f"{file}: the top level must be a mapping of keys such as name:, modules:, io_managers:")
+    return Project(file.parent, parse_config(raw, source=str(file)), file)
+
+
+def parse_config(raw: dict[str, Any], source: str = PROJECT_FILE) -> ProjectConfig:
+    """Validate a config mapping (already read from YAML); errors name ``source``."""
+    expanded = expand_env(raw, source)
+    try:
+        return ProjectConfig.model_validate(expanded)
+    except ValidationError as exc:
+        raise AssetsError(f"{source}: " + "; ".join(_describe(error) for error in exc.errors())) from None
+
+
+def expand_env(value: Any, source: str, path: str = "") -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string of a YAML tree."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, source, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, source, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match["name"], match["default"]
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise AssetsError(
+            f"{source}: {path}: environment variable {name} is not set; export it or write ${{{name}:-default}}"
+        )
+
+    return _ENV_VAR.sub(substitute, value)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        parent_loc, name = error["loc"][:-1], str(error["loc"][-1])
+        known = _known_fields(parent_loc)
+        return f"unknown key '{loc}'{did_you_mean(name, known)}; remove it or fix its spelling"
+    return f"{loc}: {error['msg']} (got {error.get('input')!r}); fix this value"
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = ProjectConfig
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            # a dict entry (e.g. io_managers.<name>) has the dict's value model
+            args = getattr(model, "__args__", ())
+            model = args[-1] if args else model
+            continue
+        model = field.annotation
+        args = getattr(model, "__args__", ())
+        if args and hasattr(args[-1], "model_fields"):
+            model = args[-1]
+    return list(getattr(model, "model_fields", {}))

@@ -1,0 +1,1 @@
+"""Graph → Prefect flow: the only place where Prefect runs assets."""

@@ -1,0 +1,135 @@
+"""The IO manager contract: two methods to store and load an asset's value.
+
+The framework calls :meth:`IOManager.handle_output` with what an asset returned and
+:meth:`IOManager.load_input` when a downstream asset needs it. Everything else (records,
+versions, staleness) is built on the :class:`StoredOutput` that ``handle_output`` returns.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect_assets.assets.keys import AssetKey
+from prefect_assets.io_managers.records import MaterializationRecord, RecordStore
+
+
+@dataclass(frozen=True)
+class OutputContext:
+    """What :meth:`IOManager.handle_output` knows about the value it stores.
+
+    Attributes:
+        key: the asset being stored.
+        partition_key: its partition, or None.
+        format: the asset's ``format=`` override name, or None to choose by type.
+        metadata: the asset's static metadata.
+    """
+
+    key: AssetKey
+    partition_key: str | None = None
+    format: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InputContext:
+    """What :meth:`IOManager.load_input` knows about the value it loads.
+
+    Attributes:
+        key: the upstream asset to load.
+        partition_key: its partition, or None.
+        record: the upstream's latest record, if any: it says where the data is and its format.
+    """
+
+    key: AssetKey
+    partition_key: str | None = None
+    record: MaterializationRecord | None = None
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """Where and how :meth:`IOManager.handle_output` stored a value.
+
+    Attributes:
+        uri: full URL of the stored data (``file:///...``, ``s3://...``).
+        format: storage format name.
+        data_version: content hash of what was stored; downstream assets become stale when it
+            changes. Use :func:`prefect_assets.assets.versions.content_version` on the bytes.
+        bytes: stored size.
+        rows: row count where it means something, else None.
+    """
+
+    uri: str
+    format: str
+    data_version: str
+    bytes: int
+    rows: int | None
+
+
+class IOManager(abc.ABC):
+    """Stores asset values and loads them back. Subclass it to store assets anywhere.
+
+    Only :meth:`handle_output` and :meth:`load_input` are required. Override :meth:`delete` to
+    support ``prefect-assets wipe``, and :attr:`record_store` to keep materialization records
+    somewhere of your own (by default they go to the default IO manager's store).
+
+    Example: an IO manager that keeps CSV text in a dict::
+
+        import csv, io
+        from prefect_assets.assets.versions import content_version
+        from prefect_assets.io_managers import IOManager, StoredOutput
+
+        class CsvDictIOManager(IOManager):
+            def __init__(self):
+                self.files = {}
+
+            def handle_output(self, context, obj):  # obj: a list of dicts
+                buf = io.StringIO()
+                writer = csv.DictWriter(buf, fieldnames=list(obj[0]))
+                writer.writeheader()
+                writer.writerows(obj)
+                data = buf.getvalue().encode()
+                self.files[(context.key, context.partition_key)] = data
+                return StoredOutput(uri=f"mem://{context.key}.csv", format="csv",
+                                    data_version=content_version(data), bytes=len(data), rows=len(obj))
+
+            def load_input(self, context):
+                data = self.files[(context.key, context.partition_key)]
+                return list(csv.DictReader(io.StringIO(data.decode())))
+
+    Instances cross process boundaries under the process, Dask and Ray runners, so they must
+    pickle; hold connection objects lazily or rebuild them in ``__setstate__``.
+    """
+
+    @abc.abstractmethod
+    def handle_output(self, context: OutputContext, obj: Any) -> StoredOutput:
+        """Store ``obj`` as asset ``context.key`` (partition ``context.partition_key``).
+
+        Must be atomic: if it raises, the previously stored value stays readable.
+        """
+
+    @abc.abstractmethod
+    def load_input(self, context: InputContext) -> Any:
+        """Load the stored value of asset ``context.key`` (partition ``context.partition_key``).
+
+        Raises:
+            AssetsError: the asset has not been materialized.
+        """
+
+    def delete(self, key: AssetKey, partition_key: str | None = None) -> None:
+        """Remove the stored value (and record) of ``key``/``partition_key``.
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot delete stored assets: implement "
+            f"delete(key, partition_key) to support `prefect-assets wipe`"
+        )
+
+    @property
+    def record_store(self) -> RecordStore | None:
+        """Where this IO manager keeps materialization records; None means the default's store."""
+        return None

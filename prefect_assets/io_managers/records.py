@@ -1,0 +1,208 @@
+"""Materialization records: what was stored, from which code and which inputs.
+
+A record is a small JSON file per asset (and per partition) holding the *latest*
+materialization only; staleness compares it with the current code and the upstream records.
+Layout under the store's root::
+
+    <root>/<key parts...>.json                  unpartitioned
+    <root>/<key parts...>/<partition>.json      partitioned
+
+>>> import fsspec, tempfile
+>>> from prefect_assets.assets.keys import AssetKey
+>>> store = RecordStore(fsspec.filesystem("file"), tempfile.mkdtemp())
+>>> record = MaterializationRecord(
+...     key="reports/daily", partition=None, run_id=None, timestamp="2024-01-01T00:00:00+00:00",
+...     code_version="abc", input_versions={}, data_version="0123456789abcdef", format="json",
+...     uri=None, bytes=2, rows=None, metadata={})
+>>> store.write(record)
+>>> store.read(AssetKey.parse("reports/daily")) == record
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsspec import AbstractFileSystem
+
+from prefect_assets.assets.keys import AssetKey
+from prefect_assets.errors import AssetsError
+from prefect_assets.io_managers.storage import write_atomic
+
+#: Characters fsspec's ``cat``/``expand_path`` treat as a glob.
+_GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class MaterializationRecord:
+    """The latest materialization of one asset (partition).
+
+    Attributes:
+        key: the asset key in written form, ``"reports/daily"``.
+        partition: the partition key, or None for an unpartitioned asset.
+        run_id: the Prefect flow run that produced it, when known.
+        timestamp: when it finished, ISO-8601 in UTC.
+        code_version: the asset's code version at the time.
+        input_versions: upstream key (written form) → the data version that was read.
+        data_version: hash of the stored bytes; None when the asset stores nothing itself.
+        format: storage format name (``parquet``, ``json``, ...), or None.
+        uri: full URL of the stored data, e.g. ``s3://lake/orders.parquet``, or None.
+        bytes: stored size, or None.
+        rows: row count where it means something (tables, lists), else None.
+        metadata: user metadata (``context.add_metadata``, ``Output(metadata=...)``).
+        duration_seconds: how long the asset function and the write took.
+    """
+
+    key: str
+    partition: str | None
+    run_id: str | None
+    timestamp: str
+    code_version: str
+    input_versions: dict[str, str]
+    data_version: str | None
+    format: str | None
+    uri: str | None
+    bytes: int | None
+    rows: int | None
+    metadata: dict = field(default_factory=dict)
+    duration_seconds: float | None = None
+
+    def to_json(self) -> bytes:
+        """Serialize as UTF-8 JSON. Metadata values JSON cannot hold are written as strings."""
+        return json.dumps(
+            dataclasses.asdict(self), default=_plain, ensure_ascii=False, indent=1, sort_keys=True
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> MaterializationRecord:
+        """Parse what :meth:`to_json` wrote. Fields this version does not know are ignored.
+
+        Raises:
+            ValueError: not JSON, or required fields missing.
+        """
+        raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+        # Ignoring unknown fields lets an older prefect-assets read records a newer one wrote.
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except TypeError as e:  # a missing required field
+            raise ValueError(str(e)) from None
+
+
+class RecordStore:
+    """Keeps the latest :class:`MaterializationRecord` per asset (partition) on a filesystem.
+
+    Args:
+        fs: any fsspec filesystem.
+        root: directory (or key prefix) in ``fs``'s form, without protocol.
+    """
+
+    def __init__(self, fs: AbstractFileSystem, root: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"RecordStore({self.fs.unstrip_protocol(self.root)!r})"
+
+    def path(self, key: AssetKey, partition: str | None = None) -> str:
+        """Where the record of ``key`` (and ``partition``) lives."""
+        base = "/".join((self.root, *key.parts))
+        if partition is None:
+            return base + ".json"
+        return f"{base}/{check_partition(partition)}.json"
+
+    def write(self, record: MaterializationRecord) -> None:
+        """Store ``record`` atomically, replacing the previous one for its key and partition."""
+        write_atomic(self.fs, self.path(AssetKey.parse(record.key), record.partition), record.to_json())
+
+    def read(self, key: AssetKey, partition: str | None = None) -> MaterializationRecord | None:
+        """The latest record, or None if there is none.
+
+        Only a missing file means None; permission, network and parse errors propagate, so
+        an unreachable store is never mistaken for "never materialized".
+        """
+        path = self.path(key, partition)
+        try:
+            data = self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+        return self._parse(path, data)
+
+    def read_many(
+        self, keys: Iterable[AssetKey], partition: str | None = None
+    ) -> dict[AssetKey, MaterializationRecord | None]:
+        """Read the records of many assets at once (concurrently on S3 and other async stores).
+
+        Args:
+            keys: the assets.
+            partition: the partition to read for every key, or None for unpartitioned records.
+
+        Returns:
+            Every requested key, mapped to its record or None when it has none.
+        """
+        paths = {key: self.path(key, partition) for key in keys}
+        if not paths:
+            return {}
+        if any(c in p for p in paths.values() for c in _GLOB_CHARS):
+            # fs.cat would expand glob characters (from an unusual partition key); read one by one.
+            return {key: self.read(key, partition) for key in paths}
+        # A list always yields a dict keyed by the normalized path, with exceptions as values.
+        found = self.fs.cat(list(paths.values()), on_error="return")
+        out: dict[AssetKey, MaterializationRecord | None] = {}
+        for key, path in paths.items():
+            data = found[self.fs._strip_protocol(path)]
+            if isinstance(data, FileNotFoundError):
+                out[key] = None
+            elif isinstance(data, BaseException):
+                raise data
+            else:
+                out[key] = self._parse(path, data)
+        return out
+
+    def delete(self, key: AssetKey, partition: str | None = None) -> None:
+        """Remove the record of ``key`` (and ``partition``); a missing record is not an error."""
+        try:
+            self.fs.rm_file(self.path(key, partition))
+        except FileNotFoundError:
+            pass
+
+    def _parse(self, path: str, data: bytes) -> MaterializationRecord:
+        try:
+            return MaterializationRecord.from_json(data)
+        except ValueError as e:
+            uri = self.fs.unstrip_protocol(path)
+            raise AssetsError(
+                f"{uri} is not a valid materialization record ({e}); delete it and re-materialize the asset"
+            ) from None
+
+
+def check_partition(partition: str) -> str:
+    """Return ``partition`` if it can be a file name; raise AssetsError otherwise.
+
+    A ``/`` (or ``..``) would move the file out of the asset's directory, or into another's.
+    """
+    if not isinstance(partition, str) or not partition or partition in (".", "..") \
+            or "/" in partition or "\\" in partition:
+        raise AssetsError(
+            f"partition key {partition!r} cannot be stored: use a non-empty name without '/' or '\\'"
+        )
+    return partition
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback for metadata: numpy scalars become numbers, anything else its str()."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            plain = item()
+        except (TypeError, ValueError):
+            plain = None
+        if isinstance(plain, (int, float, str, bool)):
+            return plain
+    return str(value)
