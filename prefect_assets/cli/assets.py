@@ -1,44 +1,31 @@
-"""The ``prefect-assets`` command: parse, call, print.
-
-User mistakes (:class:`~prefect_assets.errors.AssetsError`) print as one line on stderr with
-exit code 2 and no traceback. ``materialize`` exits 1 when an asset failed. Prefect is imported
-only by the commands that run flows, so ``list``, ``graph`` and ``status`` answer quickly.
-"""
+"""Asset commands: ``list``, ``graph``, ``status``, ``materialize``, ``wipe``."""
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import sys
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from prefect_assets import render
 from prefect_assets.assets.selection import select as select_keys
 from prefect_assets.assets.selection import upstream
 from prefect_assets.assets.versions import graph_status
+from prefect_assets.cli import render
+from prefect_assets.cli.common import (
+    ProjectOption,
+    SelectOption,
+    app,
+    err,
+    number,
+    out,
+    prepare_prefect_environment,
+    user_errors,
+)
 from prefect_assets.definitions import Definitions
 from prefect_assets.errors import AssetsError
-
-app = typer.Typer(
-    help="Software-defined assets on Prefect: list, graph, materialize and inspect a project's assets.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-# Piped output (CI logs, tests) gets wide lines instead of rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-
-ProjectOption = typer.Option(None, "--project", "-p", help="Project folder (default: walk up from here).")
-SelectOption = typer.Option(None, "--select", "-s", help="Selection, e.g. '+daily', 'group:raw', 'tag:team=bi'.")
 
 
 class GraphFormat(str, Enum):
@@ -52,20 +39,6 @@ class RunnerType(str, Enum):
     process = "process"
     dask = "dask"
     ray = "ray"
-
-
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Print an AssetsError as one line on stderr and exit 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except AssetsError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 @app.command("list")
@@ -122,8 +95,8 @@ def status(project: Optional[Path] = ProjectOption, select: Optional[str] = Sele
             str(key),
             f"[{colours[state.state]}]{state}[/]",
             _when(record),
-            _number(getattr(record, "bytes", None)),
-            _number(getattr(record, "rows", None)),
+            number(getattr(record, "bytes", None)),
+            number(getattr(record, "rows", None)),
             getattr(record, "data_version", None) or "-",
         )
     out.print(table)
@@ -144,7 +117,7 @@ def materialize(
     """Materialize the selection through a Prefect flow run; exit 1 if an asset failed."""
     prepare_prefect_environment(verbose)
     from prefect_assets.flows.build import materialize as run_materialize
-    from prefect_assets.progress import RunProgress
+    from prefect_assets.cli.progress import RunProgress
 
     defs = Definitions.load(project)
     with RunProgress(out, total=len(select_keys(defs.graph, select))) as progress:
@@ -184,26 +157,13 @@ def wipe(
     out.print(f"wiped {len(keys)} asset(s)")
 
 
-def prepare_prefect_environment(verbose: bool = False) -> None:
-    """Settings that must be in place before Prefect is imported.
-
-    Without ``PREFECT_API_URL`` Prefect starts an ephemeral server, which can take 20 s or more
-    on a cold 2-core machine: give it time instead of failing. Keep Prefect's INFO logs out of
-    the progress display unless asked for.
-    """
-    if not os.environ.get("PREFECT_API_URL"):
-        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-
-
 def _summary_table(result: Any) -> Table:
     colours = {"materialized": "green", "fresh": "cyan", "skipped": "yellow", "failed": "red"}
     table = Table("asset", "status", "seconds", "rows", "bytes", "detail", title="materialize summary")
     for row in result.summary_rows():
         table.add_row(
             row["asset"], f"[{colours[row['status']]}]{row['status']}[/]", f"{row['seconds']:.2f}",
-            _number(row["rows"]), _number(row["bytes"]), row["reason"],
+            number(row["rows"]), number(row["bytes"]), row["reason"],
         )
     return table
 
@@ -222,16 +182,3 @@ def _parse_config(text: Optional[str]) -> Optional[dict[str, Any]]:
 
 def _when(record: Any) -> str:
     return record.timestamp[:19].replace("T", " ") if record is not None else "-"
-
-
-def _number(value: Optional[int]) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,61 @@
+"""What every command shares: the Typer app, consoles, common options and error handling."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from prefect_assets.errors import AssetsError
+
+app = typer.Typer(
+    help="Software-defined assets on Prefect: list, graph, materialize, deploy and inspect a project's assets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Piped output (CI logs, tests) gets wide lines instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+ProjectOption = typer.Option(None, "--project", "-p", help="Project folder (default: walk up from here).")
+SelectOption = typer.Option(None, "--select", "-s", help="Selection, e.g. '+daily', 'group:raw', 'tag:team=bi'.")
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Print an AssetsError as one line on stderr and exit 2 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AssetsError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def prepare_prefect_environment(verbose: bool = False) -> None:
+    """Settings that must be in place before Prefect is imported.
+
+    Without ``PREFECT_API_URL`` Prefect starts an ephemeral server, which can take 20 s or more
+    on a cold 2-core machine: give it time instead of failing, and keep that embedded server
+    from phoning home. Prefect's INFO logs stay out of the progress display unless asked for.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def number(value: Optional[int]) -> str:
+    """``1,234`` or ``-`` for unknown."""
+    return "-" if value is None else f"{value:,}"
