@@ -136,9 +136,7 @@ def import_project_modules(project: Project) -> list[ModuleType]:
     Cached copies of the same module names are dropped first: a second project in the same
     process (or an edited file) must not be served the first one's module.
     """
-    root = str(project.root)
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    _put_first_on_path(str(project.root))
     importlib.invalidate_caches()
     modules: list[ModuleType] = []
     for name in project.config.modules:
@@ -146,6 +144,14 @@ def import_project_modules(project: Project) -> list[ModuleType]:
             del sys.modules[cached]
         modules.extend(_import_tree(name, project))
     return modules
+
+
+def _put_first_on_path(root: str) -> None:
+    # First, even when already present: after another project with the same module names
+    # was loaded, a root further down sys.path would import that project's modules instead.
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
 
 
 def _import_tree(name: str, project: Project) -> Iterator[ModuleType]:
@@ -215,9 +221,7 @@ def _import_io_manager_class(name: str, target: str, project: Project) -> type[I
     where = f"{project.file}: io_managers.{name}.type"
     if not attr:
         raise AssetsError(f"{where}: '{target}' should be written 'module:Class'")
-    root = str(project.root)
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    _put_first_on_path(str(project.root))
     try:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:

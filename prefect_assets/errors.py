@@ -21,7 +21,8 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     >>> did_you_mean("ordrs", ["orders", "customers"])
     " (did you mean 'orders'?)"
     """
-    matches = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    # dict.fromkeys: the same name offered twice (a key and its last part) is suggested once
+    matches = difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=3, cutoff=0.6)
     if not matches:
         return ""
     return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"

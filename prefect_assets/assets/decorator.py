@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prefect_assets.assets.keys import AssetKey, CoercibleToKey
@@ -67,21 +70,61 @@ class AssetDefinition:
         # Process pools, Dask and Ray pickle task arguments. The decorated module attribute
         # *is* this definition, so pickling ``fn`` by reference would fail ("not the same
         # object"); instead a module-level asset travels as (module, name) and is re-imported.
+        # The directory the module was imported from travels too: a Dask or Ray worker started
+        # elsewhere (another cwd, no project root on sys.path) can then import the project's
+        # modules without any worker plugin or setup. ``__main__`` differs in every process,
+        # so such assets go by value (cloudpickle, which Prefect, Dask and Ray all use).
         module, qualname = self.fn.__module__, self.fn.__qualname__
-        try:
-            found = _import_object(module, qualname)
-        except Exception:  # noqa: BLE001 - not importable: fall back to pickling by value
-            found = None
-        if found is self:
-            return (_import_object, (module, qualname))
+        if module != "__main__":
+            try:
+                found = _import_object(module, qualname)
+            except Exception:  # noqa: BLE001 - not importable: fall back to pickling by value
+                found = None
+            if found is self:
+                return (_import_object, (module, qualname, _import_root(module)))
         return super().__reduce__()
 
 
-def _import_object(module: str, qualname: str) -> Any:
-    obj: Any = importlib.import_module(module)
+#: Serializes sys.path and sys.modules changes between threads of one worker process.
+_IMPORT_LOCK = threading.RLock()
+
+
+def _import_object(module: str, qualname: str, root: str | None = None) -> Any:
+    """Import ``module`` (from ``root`` when given) and return ``qualname`` in it.
+
+    A long-lived worker may serve several projects whose modules share a name (or an earlier
+    copy of this one from another directory): a cached module that was not loaded from
+    ``root`` is dropped and imported again from there, so the worker runs this project's code.
+    """
+    with _IMPORT_LOCK:
+        if root is not None:
+            if root not in sys.path:
+                sys.path.insert(0, root)
+            cached_root = _import_root(module)
+            if cached_root is not None and cached_root != root:
+                sys.path.remove(root)
+                sys.path.insert(0, root)
+                top = module.split(".")[0]
+                for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+                    del sys.modules[name]
+                importlib.invalidate_caches()
+        obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def _import_root(module: str) -> str | None:
+    """The ``sys.path`` entry ``module`` was imported from: its file, minus its dotted name."""
+    loaded = sys.modules.get(module)
+    file = getattr(loaded, "__file__", None)
+    if file is None:
+        return None
+    path = Path(file).resolve().parent
+    depth = module.count(".") + (1 if Path(file).name == "__init__.py" else 0)
+    for _ in range(depth):
+        path = path.parent
+    return str(path)
 
 
 def asset(
@@ -213,10 +256,11 @@ def _make_definition(func: Callable[..., Any], **options: Any) -> AssetDefinitio
 
 def _check_run_options(where: str, options: Mapping[str, Any]) -> None:
     retries = options["retries"]
-    if retries is not None and (not isinstance(retries, int) or retries < 0):
+    # bool is an int subclass: retries=True would silently mean one retry
+    if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or retries < 0):
         raise AssetsError(f"asset {where}: retries must be a whole number >= 0, got {retries!r}")
     timeout = options["timeout_seconds"]
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
         raise AssetsError(f"asset {where}: timeout_seconds must be a positive number, got {timeout!r}")
     delay = options["retry_delay_seconds"]
     delays = delay if isinstance(delay, (list, tuple)) else [] if delay is None else [delay]

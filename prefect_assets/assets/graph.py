@@ -115,16 +115,19 @@ class AssetGraph:
         return AssetNode(definition, inputs, frozenset(k for k in deps if k is not None))
 
     def _raise_collected_errors(self) -> None:
-        if self._resolver.errors:
-            raise AssetsError("; ".join(self._resolver.errors))
+        errors = self._resolver.errors
+        if errors:
+            more = f"; (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+            raise AssetsError("; ".join(errors[:3]) + more)
 
     def _toposort_all(self) -> list[AssetKey]:
         sorter = graphlib.TopologicalSorter({k: sorted(n.upstream) for k, n in sorted(self.nodes.items())})
         try:
             sorter.prepare()
         except graphlib.CycleError as exc:
-            cycle = list(reversed(exc.args[1]))
-            path = " -> ".join(str(k) for k in cycle)
+            # graphlib lists the cycle upstream first (each node feeds the next), the same
+            # direction as the arrows of `graph`: a -> b means b reads a.
+            path = " -> ".join(str(k) for k in exc.args[1])
             raise AssetsError(f"cycle in the asset graph: {path}; remove one of these dependencies") from None
         order: list[AssetKey] = []
         while sorter.is_active():

@@ -96,6 +96,10 @@ def _evaluate_core(graph: AssetGraph, core: str, unknown: list[str]) -> set[Asse
         return found
     key = graph.find(core)
     if key is None:
+        same_name = sorted(str(k) for k in graph.nodes if k.name == core)
+        if len(same_name) > 1:
+            unknown.append(f"'{core}' matches several assets ({', '.join(same_name)}); write the full key")
+            return set()
         names = [str(k) for k in graph.nodes] + [k.name for k in graph.nodes]
         unknown.append(f"no asset '{core}'{did_you_mean(core, names)}")
         return set()

@@ -8,7 +8,7 @@ commands that talk to it, so ``list``, ``graph`` and ``status`` answer quickly.
 
 from __future__ import annotations
 
-from prefect_assets.cli import assets  # noqa: F401 - registers the asset commands
+from prefect_assets.cli import assets, init  # noqa: F401 - each module registers its commands
 from prefect_assets.cli.common import app
 
 

@@ -155,8 +155,14 @@ def asset_uri(io_manager: IOManager | None, key: AssetKey, project_name: str) ->
 
 _PREFECT_RESTRICTED = re.compile(r"[\s#?&%\"'<>\[\]{}|\\^`]")
 
+def _asset_task_fn(run: AssetRun, upstream_records: Mapping[str, MaterializationRecord | None]) -> MaterializationRecord:
+    return materialize_asset(run, upstream_records)
+
+
+# Prefect's Task() reads the function's source with inspect.getsource on every construction
+# (with_options included): a two-line wrapper keeps that per-asset cost small.
 _BASE_TASK = MaterializingTask(
-    fn=materialize_asset,
+    fn=_asset_task_fn,
     assets=["assets://placeholder"],
     cache_policy=NO_CACHE,
     persist_result=False,

@@ -1,0 +1,145 @@
+"""Per-asset overhead: prefect-assets vs the same graph written as plain Prefect tasks.
+
+A layered graph of N trivial assets (each reads two upstream values and writes its own) runs
+twice per round in one process against one Prefect server:
+
+* **prefect-assets**: ``materialize(defs)``: our scheduler, one task per asset, values
+  pickled to local disk by the IO manager, plus a materialization record per asset.
+* **hand-written Prefect**: one ``@task`` per node submitted with ``wait_for`` on its upstream
+  futures, each loading its inputs from pickle files and pickling its output: the same disk
+  work, without records or versions.
+
+Both use ``ThreadPoolTaskRunner(max_workers=W)``. Rounds alternate the order; the best time of
+each side is compared. Prints seconds and the ratio (budget: <= 1.10).
+
+Run:  python benchmarks/overhead.py --sizes 200 1000 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from prefect_assets import Definitions, asset, materialize  # noqa: E402
+from prefect_assets.config import RunnerConfig  # noqa: E402
+from prefect_assets.io_managers import FsspecIOManager  # noqa: E402
+
+
+def layered_graph(n: int) -> list[list[str]]:
+    """Node names in layers; every node after the first layer reads two nodes of the layer above."""
+    width = max(1, int(round(n ** 0.5)))
+    names = [f"n{i}" for i in range(n)]
+    return [names[i:i + width] for i in range(0, n, width)]
+
+
+def upstream_pairs(layers: list[list[str]]) -> dict[str, list[str]]:
+    ups: dict[str, list[str]] = {}
+    for depth, layer in enumerate(layers):
+        above = layers[depth - 1] if depth else []
+        for i, name in enumerate(layer):
+            ups[name] = sorted({above[i % len(above)], above[(i + 1) % len(above)]}) if above else []
+    return ups
+
+
+def combine(*values: int) -> int:
+    return sum(values) + 1
+
+
+def asset_definitions(ups: dict[str, list[str]]) -> list:
+    def root() -> int:
+        return combine()
+
+    def one(a: int) -> int:
+        return combine(a)
+
+    def two(a: int, b: int) -> int:
+        return combine(a, b)
+
+    by_arity = [root, one, two]
+    return [
+        asset(by_arity[len(parents)], name=name, format="pickle", ins=dict(zip("ab", parents)))
+        for name, parents in ups.items()
+    ]
+
+
+def run_prefect_assets(ups: dict[str, list[str]], workers: int, folder: Path) -> float:
+    defs = Definitions(
+        asset_definitions(ups),
+        io_managers={"default": FsspecIOManager(str(folder))},
+        runner=RunnerConfig(type="thread", max_workers=workers),
+    )
+    started = time.perf_counter()
+    result = materialize(defs)
+    elapsed = time.perf_counter() - started
+    assert result.success and len(result.by_status("materialized")) == len(ups), result.summary_rows()[:3]
+    return elapsed
+
+
+def run_plain_prefect(ups: dict[str, list[str]], workers: int, folder: Path) -> float:
+    @task(cache_policy=NO_CACHE, persist_result=False)
+    def node(name: str, parents: list[str]) -> None:
+        values = [pickle.loads((folder / f"{p}.pkl").read_bytes()) for p in parents]
+        (folder / f"{name}.pkl").write_bytes(pickle.dumps(combine(*values)))
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=workers), persist_result=False)
+    def plain_graph() -> None:
+        futures = {}
+        for name, parents in ups.items():
+            futures[name] = node.with_options(task_run_name=name).submit(
+                name, parents, wait_for=[futures[p] for p in parents]
+            )
+        for future in futures.values():
+            future.wait()
+
+    started = time.perf_counter()
+    plain_graph()
+    elapsed = time.perf_counter() - started
+    assert len(list(folder.glob("*.pkl"))) == len(ups)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args()
+
+    # Warm up the server and both code paths once, untimed.
+    with tempfile.TemporaryDirectory() as tmp:
+        small = upstream_pairs(layered_graph(20))
+        run_prefect_assets(small, args.workers, Path(tmp, "a"))
+        Path(tmp, "b").mkdir()
+        run_plain_prefect(small, args.workers, Path(tmp, "b"))
+
+    print(f"{'assets':>7} {'prefect-assets s':>17} {'plain Prefect s':>16} {'ratio':>6}")
+    for n in args.sizes:
+        ups = upstream_pairs(layered_graph(n))
+        ours, plain = [], []
+        for round_ in range(args.rounds):
+            order = [("ours", run_prefect_assets), ("plain", run_plain_prefect)]
+            for label, runner in order if round_ % 2 == 0 else order[::-1]:
+                folder = Path(tempfile.mkdtemp(prefix=f"overhead-{label}-"))
+                try:
+                    (ours if label == "ours" else plain).append(runner(ups, args.workers, folder))
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+        best_ours, best_plain = min(ours), min(plain)
+        print(f"{n:>7} {best_ours:>17.2f} {best_plain:>16.2f} {best_ours / best_plain:>6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
