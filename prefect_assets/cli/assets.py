@@ -115,12 +115,15 @@ def materialize(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's task run logs."),
 ) -> None:
     """Materialize the selection through a Prefect flow run; exit 1 if an asset failed."""
-    prepare_prefect_environment(verbose)
-    from prefect_assets.flows.build import materialize as run_materialize
-    from prefect_assets.cli.progress import RunProgress
-
+    prepare_prefect_environment(verbose)  # before the project's modules, which may import Prefect
+    # The project and selection are checked before we import Prefect (a few seconds), so a
+    # mistake in either is reported at once.
     defs = Definitions.load(project)
-    with RunProgress(out, total=len(select_keys(defs.graph, select))) as progress:
+    total = len(select_keys(defs.graph, select))
+    from prefect_assets.cli.progress import RunProgress
+    from prefect_assets.flows.build import materialize as run_materialize
+
+    with RunProgress(out, total=total) as progress:
         result = run_materialize(
             defs, select, partition=partition, stale_only=stale,
             runner=runner.value if runner else None, max_workers=max_workers,
