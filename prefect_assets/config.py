@@ -138,10 +138,13 @@ def expand_env(value: Any, source: str, path: str = "") -> Any:
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match["name"], match["default"]
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
+        found = os.environ.get(name)
+        if default is not None and not found:
+            # As in the shell, ${VAR:-default} also applies when VAR is set but empty (an
+            # empty base_uri would otherwise put the data in the project folder itself).
             return default
+        if found is not None:
+            return found
         raise AssetsError(
             f"{source}: {path}: environment variable {name} is not set; export it or write ${{{name}:-default}}"
         )
