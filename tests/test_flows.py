@@ -273,7 +273,8 @@ def test_selection_runs_only_what_is_selected(prefect_server, project):
     data = project / "data"
 
     missing = materialize(defs, "paid_orders")
-    assert statuses(missing) == {"paid_orders": "skipped"}
+    assert statuses(missing) == {"paid_orders": "failed"}
+    assert missing.state == "Failed"
     reason = missing["paid_orders"].reason
     assert "'orders' was never materialized" in reason or "'prices' was never materialized" in reason
     assert "--select +paid_orders" in reason

@@ -1,8 +1,9 @@
 """The scheduler inside a flow run: submit each asset when its upstream assets are done.
 
 :mod:`graphlib` hands out assets whose upstream assets are finished. An asset whose upstream
-failed, was skipped or was never materialized is *skipped* and never submitted (Prefect would
-otherwise leave it Pending forever); with ``stale_only`` an asset still fresh is reported
+failed or was skipped is *skipped* and never submitted (Prefect would otherwise leave it
+Pending forever); one whose upstream outside the selection was never materialized *fails*
+without running; with ``stale_only`` an asset still fresh is reported
 *fresh* and not run. Everything else becomes one Prefect task run on the flow's task runner.
 """
 
@@ -16,14 +17,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prefect.futures import PrefectFuture
-from prefect.utilities.annotations import quote
 
 from prefect_assets.assets.keys import AssetKey
 from prefect_assets.assets.selection import select, upstream
 from prefect_assets.assets.versions import FRESH, AssetStatus, asset_status, graph_status
 from prefect_assets.errors import AssetsError
 from prefect_assets.flows.results import AssetResult, MaterializeResult
-from prefect_assets.flows.tasks import AssetRun, asset_task, asset_uri
+from prefect_assets.flows.tasks import AssetRun, Sealed, asset_task, asset_uri
 
 if TYPE_CHECKING:
     from prefect_assets.definitions import Definitions
@@ -54,7 +54,8 @@ def plan_run(
     """Resolve the selection and validate each asset's config before anything runs.
 
     Raises:
-        AssetsError: an unknown selection or invalid asset config; nothing has been written.
+        AssetsError: an unknown selection, invalid asset config, or storage that refuses the
+            credentials (see :meth:`Definitions.check_storage`); nothing has been written.
     """
     keys = select(defs.graph, select_expr)
     if not keys:
@@ -75,7 +76,10 @@ def plan_run(
             partition_key=partition,
             config=_asset_config(node.definition, config.get(str(key))),
             project_name=defs.name,
+            timeout_seconds=_first_set(node.definition.timeout_seconds, defs.defaults.timeout_seconds),
         )
+    # Wrong credentials or a missing bucket: one line now, not a failed asset per key later.
+    defs.check_storage({*keys, *(up for key in keys for up in defs.graph.upstream_of(key))})
     return RunPlan(keys, runs, partition, stale_only)
 
 
@@ -126,8 +130,10 @@ class _Scheduler:
             if outcome is not None and outcome.status in ("failed", "skipped"):
                 return AssetResult(key, "skipped", reason=f"upstream '{up}' {outcome.status}")
             if outcome is None and self.records.get(up) is None and up not in self.plan.runs:
+                # Nothing ran, but the user asked for this asset and cannot have it: a failure
+                # (exit 1, flow run Failed), with the selection that would work.
                 return AssetResult(
-                    key, "skipped",
+                    key, "failed",
                     reason=f"upstream '{up}' was never materialized; select it too: --select +{key}",
                 )
         if self.plan.stale_only:
@@ -145,7 +151,7 @@ class _Scheduler:
         task = asset_task(run, self.defs.defaults, upstream_uris)
         upstream_records = {str(up): self.records.get(up) for up in ups}
         future = task.submit(
-            quote(run), quote(upstream_records), wait_for=[self.futures[up] for up in ups if up in self.futures]
+            Sealed(run), Sealed(upstream_records), wait_for=[self.futures[up] for up in ups if up in self.futures]
         )
         self.futures[key] = future
         self.started[key] = time.perf_counter()
@@ -191,6 +197,10 @@ def _asset_config(definition, values: Mapping[str, Any] | None) -> Any:
         errors = getattr(exc, "errors", lambda: [])()
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(exc)
         raise AssetsError(f"asset '{definition.key}' config: {detail}; pass valid values with --config") from None
+
+
+def _first_set(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
 
 
 def _one_line(exc: BaseException) -> str:
