@@ -9,6 +9,7 @@ commands that talk to it, so ``list``, ``graph`` and ``status`` answer quickly.
 from __future__ import annotations
 
 from prefect_assets.cli import assets, init  # noqa: F401 - each module registers its commands
+from prefect_assets.cli import deployments  # noqa: F401 - registers deploy, serve, run
 from prefect_assets.cli.common import app
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import prefect.runtime
 from prefect import flow, get_run_logger
@@ -34,6 +34,8 @@ from prefect_assets.flows.runners import make_task_runner
 
 #: Partition values resolved against the run's scheduled time instead of taken literally.
 PARTITION_KEYWORDS = ("latest", "yesterday")
+#: The runner types a run may ask for (the project's ``runner.type`` values).
+RunnerName = Literal["thread", "process", "dask", "ray"]
 
 
 @flow(name="materialize-assets", persist_result=False, validate_parameters=True)
@@ -42,7 +44,7 @@ def materialize_assets(
     select: str | None = None,
     partition: str | None = None,
     stale_only: bool = False,
-    runner: str | None = None,
+    runner: RunnerName | None = None,
     max_workers: int | None = None,
     config: dict[str, dict[str, Any]] | None = None,
     timezone: str | None = None,
@@ -99,6 +101,9 @@ def resolve_partition(value: str | None, scheduled: datetime, timezone: str | No
             queue past midnight must still do the day it was scheduled for).
         timezone: an IANA zone name such as ``Europe/Berlin``.
 
+    Raises:
+        AssetsError: ``timezone`` is not a known zone.
+
     Example:
         >>> from datetime import datetime, timezone
         >>> resolve_partition("yesterday", datetime(2026, 3, 1, 1, 30, tzinfo=timezone.utc), "Europe/Berlin")
@@ -108,7 +113,11 @@ def resolve_partition(value: str | None, scheduled: datetime, timezone: str | No
     """
     if value not in PARTITION_KEYWORDS:
         return value
-    local = scheduled.astimezone(ZoneInfo(timezone or "UTC"))
+    try:
+        zone = ZoneInfo(timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise AssetsError(f"timezone {timezone!r} is not an IANA zone name such as 'Europe/Berlin' or 'UTC'") from None
+    local = scheduled.astimezone(zone)
     return (local.date() - timedelta(days=1)).isoformat()
 
 
@@ -130,4 +139,4 @@ def _submitting_to(task_runner: TaskRunner) -> Iterator[None]:
         yield
 
 
-__all__ = ["PARTITION_KEYWORDS", "materialize_assets", "resolve_partition"]
+__all__ = ["PARTITION_KEYWORDS", "RunnerName", "materialize_assets", "resolve_partition"]
