@@ -28,7 +28,7 @@ os.environ.pop("PREFECT_API_URL", None)
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "shop"
 
-pytest_plugins = ["tests.s3_server"]
+pytest_plugins = ["tests.s3_server", "tests.prefect_server_process", "tests.dask_cluster"]
 
 
 def free_port() -> int:

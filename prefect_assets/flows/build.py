@@ -8,6 +8,7 @@ any asset failed returns a Failed state, so Prefect shows the flow run Failed, n
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from prefect import Flow
@@ -17,9 +18,10 @@ from prefect.states import Failed, State
 from prefect_assets.assets.decorator import AssetDefinition
 from prefect_assets.config import RunnerConfig
 from prefect_assets.definitions import Definitions
+from prefect_assets.flows.concurrency import prepare_concurrency_limits
 from prefect_assets.flows.engine import EventCallback, RunPlan, execute_plan, plan_run
 from prefect_assets.flows.results import MaterializeResult
-from prefect_assets.flows.runners import make_task_runner
+from prefect_assets.flows.runners import api_shared_with_workers, make_task_runner
 
 
 def build_flow(
@@ -57,10 +59,15 @@ def build_flow(
     plan = plan_run(defs, select, partition=partition, stale_only=stale_only, config=config)
     runner_config = _runner_config(defs.runner, runner, max_workers)
 
+    # Prefect sends the flow object to every process-pool, Dask or Ray worker inside the
+    # serialized run context, where its body never runs. What the body needs (a progress
+    # callback that holds a console, the whole project) stays in this process.
+    local = _ThisProcessOnly(defs=defs, plan=plan, on_event=on_event, results=results)
+
     def materialize_selection() -> Any:
-        result = run_plan_in_flow(defs, plan, on_event)
-        if results is not None:
-            results.append(result)
+        result = run_plan_in_flow(local.defs, local.plan, local.on_event)
+        if local.results is not None:
+            local.results.append(result)
         return final_state(result)
 
     return Flow(
@@ -95,7 +102,9 @@ def materialize(
     """
     defs = defs_or_assets if isinstance(defs_or_assets, Definitions) else Definitions(list(defs_or_assets))
     results: list[MaterializeResult] = []
-    state: State = build_flow(defs, select, results=results, **options)(return_state=True)
+    flow = build_flow(defs, select, results=results, **options)
+    with api_shared_with_workers(_runner_config(defs.runner, options.get("runner"), options.get("max_workers"))):
+        state: State = flow(return_state=True)
     if not results:  # the flow failed before our body finished: surface Prefect's own error
         state.result()
         raise RuntimeError(f"flow run ended {state.name} without a result")
@@ -106,7 +115,9 @@ def materialize(
 
 
 def run_plan_in_flow(defs: Definitions, plan: RunPlan, on_event: EventCallback | None = None) -> MaterializeResult:
-    """Execute ``plan`` in the current flow run and attach the summary table artifact."""
+    """Prepare the concurrency limits, execute ``plan`` in the current flow run and attach the
+    summary table artifact."""
+    prepare_concurrency_limits(defs.concurrency_limits, (run.node.definition for run in plan.runs.values()))
     result = execute_plan(defs, plan, on_event)
     create_table_artifact(
         table=result.summary_rows(),
@@ -123,6 +134,13 @@ def final_state(result: MaterializeResult) -> Any:
     return _describe(result)
 
 
+class _ThisProcessOnly(SimpleNamespace):
+    """Attributes that are not pickled: a copy in another process is empty."""
+
+    def __reduce__(self):
+        return (_ThisProcessOnly, ())
+
+
 def _describe(result: MaterializeResult) -> str:
     counts: dict[str, int] = {}
     for row in result.assets:
@@ -135,8 +153,9 @@ def _describe(result: MaterializeResult) -> str:
 
 def _runner_config(configured: RunnerConfig, runner: str | None, max_workers: int | None) -> RunnerConfig:
     updates: dict[str, Any] = {}
-    if runner is not None:
-        updates["type"] = runner
+    if runner is not None and runner != configured.type:
+        # Another runner type on the command line: the configured cluster address is not its.
+        updates.update(type=runner, address=None)
     if max_workers is not None:
         updates["max_workers"] = max_workers
     return RunnerConfig.model_validate({**configured.model_dump(), **updates}) if updates else configured

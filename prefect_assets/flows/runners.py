@@ -22,7 +22,10 @@ Dask and Ray are optional extras; asking for one that is not installed is an
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
@@ -67,6 +70,7 @@ def make_task_runner(config: RunnerConfig) -> TaskRunner:
         # concurrent.futures' default keeps a wide graph from starting hundreds of threads.
         return ThreadPoolTaskRunner(max_workers=config.max_workers or min(32, (os.cpu_count() or 1) + 4))
     if config.type == "process":
+        _quiet_tag_warning()
         return ProcessPoolTaskRunner(max_workers=config.max_workers)
     if config.type == "dask":
         return _dask_runner(config)
@@ -75,8 +79,54 @@ def make_task_runner(config: RunnerConfig) -> TaskRunner:
     raise AssetsError(f"unknown runner type '{config.type}'; use thread, process, dask or ray")
 
 
+class _DropTagWarning(logging.Filter):
+    """Drops the process pool's "Task X has N tags but only M workers available" warning.
+
+    It warns about Prefect's tag-based concurrency limits, which can deadlock a small pool;
+    our tags are labels (``group:raw``, ``team:bi``), every asset has at least one, and our
+    concurrency limits are global ones taken inside the task. The warning would fire for
+    nearly every asset on a two-worker pool and mean nothing.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "tags but only" not in record.getMessage()
+
+
+def _quiet_tag_warning() -> None:
+    logger = logging.getLogger("prefect.task_runner.processpool")
+    if not any(isinstance(f, _DropTagWarning) for f in logger.filters):
+        logger.addFilter(_DropTagWarning())
+
+
+@contextmanager
+def api_shared_with_workers(config: RunnerConfig) -> Iterator[None]:
+    """Inside the block, worker processes use the same Prefect API as this process.
+
+    Without ``PREFECT_API_URL`` Prefect starts an ephemeral server in the first process that
+    needs an API, and under the process pool, Dask or Ray that is *every* worker process:
+    each would start its own server (seconds of CPU each, competing with the assets). Start
+    the ephemeral server once, here, and put its URL in the settings Prefect hands to its
+    workers. With ``PREFECT_API_URL`` set, or under threads, this does nothing.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
+
+    if config.type == "thread" or PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # one per process: the one get_client() would start
+    server.start()
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield
+
+
 def _dask_runner(config: RunnerConfig) -> TaskRunner:
     module = _import_extra("dask")
+    # The in-process scheduler and nannies log every connection at INFO: keep Dask no
+    # chattier than Prefect (WARNING under the CLI, INFO with --verbose).
+    dask_logger = logging.getLogger("distributed")
+    dask_logger.setLevel(max(dask_logger.getEffectiveLevel(), logging.getLogger("prefect").getEffectiveLevel()))
     if config.address is not None:
         return module.DaskTaskRunner(address=config.address)
     return module.DaskTaskRunner(
@@ -88,7 +138,9 @@ def _dask_runner(config: RunnerConfig) -> TaskRunner:
             "threads_per_worker": 1,
             "processes": True,
             "host": "127.0.0.1",
-            "dashboard_address": None,
+            # A free port, not 8787: two runs (or a run beside a cluster) must not clash. The
+            # dashboard link is in the flow run's log.
+            "dashboard_address": ":0",
         },
     )
 
@@ -97,7 +149,8 @@ def _ray_runner(config: RunnerConfig) -> TaskRunner:
     module = _import_extra("ray")
     if config.address is not None:
         return module.RayTaskRunner(address=config.address)
-    init_kwargs = {"include_dashboard": False}
+    # No dashboard (another server and port per run), and Ray no chattier than Prefect.
+    init_kwargs: dict = {"include_dashboard": False, "logging_level": logging.getLogger("prefect").getEffectiveLevel()}
     if config.max_workers is not None:
         init_kwargs["num_cpus"] = config.max_workers
     return module.RayTaskRunner(init_kwargs=init_kwargs)

@@ -3,16 +3,28 @@
 :func:`materialize_asset` is the plain function that does the work; :func:`asset_task` wraps
 it in a Prefect task configured from the asset's options. Everything the task receives is an
 :class:`AssetRun`, which pickles, so the same task runs on threads, processes, Dask or Ray.
+
+Two run options are enforced here rather than by Prefect, so they mean the same on every
+runner:
+
+- ``concurrency="name"``: the whole materialization (load, compute, store) holds one slot of
+  the Prefect global concurrency limit ``name``; waiting for the slot does not count toward
+  the timeout.
+- ``timeout_seconds``: a deadline for loading the inputs and computing the value. Storing is
+  never cut short, so a timed-out asset leaves the previous materialization intact. How the
+  deadline is enforced depends on where the task runs (see :func:`_compute_with_deadline`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
+import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,72 +33,50 @@ from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.tasks import MaterializingTask
+from prefect.utilities.timeout import timeout as prefect_timeout
 
-from prefect_assets.assets.context import AssetContext, Output
-from prefect_assets.assets.graph import AssetNode
+from prefect_assets.assets.context import AssetContext
 from prefect_assets.assets.keys import AssetKey
 from prefect_assets.config import DefaultsConfig
-from prefect_assets.io_managers import (
-    InputContext,
-    IOManager,
-    MaterializationRecord,
-    OutputContext,
-    RecordStore,
+from prefect_assets.flows.compute import (
+    AssetRun,
+    AssetTimeoutError,
+    Computed,
+    compute,
+    compute_in_subprocess,
 )
+from prefect_assets.io_managers import IOManager, MaterializationRecord, OutputContext
 
-
-@dataclass(frozen=True)
-class AssetRun:
-    """Everything one asset's task needs; plain data that pickles across processes.
-
-    Attributes:
-        node: the asset and its resolved inputs.
-        io_manager: where its value is stored (``None``: the asset stores nothing itself).
-        record_store: where its materialization record is written.
-        input_io_managers: ``{upstream key: IOManager}`` for the inputs it loads.
-        partition_key: the partition being materialized, if any.
-        config: the asset's config model instance, if it declares one.
-        project_name: used for the Prefect asset URI of assets that store nothing.
-    """
-
-    node: AssetNode
-    io_manager: IOManager | None
-    record_store: RecordStore
-    input_io_managers: Mapping[AssetKey, IOManager] = field(default_factory=dict)
-    partition_key: str | None = None
-    config: Any = None
-    project_name: str = "assets"
-
-    @property
-    def key(self) -> AssetKey:
-        return self.node.key
+__all__ = ["AssetRun", "AssetTimeoutError", "Sealed", "asset_task", "asset_uri", "materialize_asset"]
 
 
 def materialize_asset(run: AssetRun, upstream_records: Mapping[str, MaterializationRecord | None]) -> MaterializationRecord:
     """Load the inputs, call the asset function, store the value, then write the record.
 
     The record is written only after the data, so a record always describes bytes that exist.
+
+    Raises:
+        AssetTimeoutError: loading and computing took longer than ``run.timeout_seconds``.
     """
-    started = time.perf_counter()
     definition = run.node.definition
     context = AssetContext(
         key=run.key, partition_key=run.partition_key, run_id=_flow_run_id(), log=_logger(), config=run.config,
     )
-    kwargs: dict[str, Any] = {}
-    for param, up in run.node.inputs.items():
-        up_context = InputContext(up, run.partition_key, upstream_records.get(str(up)))
-        kwargs[param] = run.input_io_managers[up].load_input(up_context)
-    if definition.wants_context:
-        kwargs["context"] = context
-    if definition.config_schema is not None:
-        kwargs["config"] = run.config
+    with _concurrency_slot(definition.concurrency):
+        started = time.perf_counter()
+        computed = _compute_with_deadline(run, upstream_records, context)
+        return _store(run, upstream_records, computed, context, started)
 
-    value = definition.fn(**kwargs)
-    metadata = {**definition.metadata, **context.metadata}
-    if isinstance(value, Output):
-        metadata.update(value.metadata)
-        value = value.value
 
+def _store(
+    run: AssetRun,
+    upstream_records: Mapping[str, MaterializationRecord | None],
+    computed: Computed,
+    context: AssetContext,
+    started: float,
+) -> MaterializationRecord:
+    definition = run.node.definition
+    value, metadata = computed.value, computed.metadata
     timestamp = datetime.now(timezone.utc).isoformat()
     stored = None
     if run.io_manager is not None:
@@ -115,11 +105,12 @@ def materialize_asset(run: AssetRun, upstream_records: Mapping[str, Materializat
 
 
 def asset_task(run: AssetRun, defaults: DefaultsConfig, upstream_uris: list[str]) -> MaterializingTask:
-    """The Prefect task for one asset: named after its key, with its retries, timeout and tags.
+    """The Prefect task for one asset: named after its key, with its retries and tags.
 
     Prefect's own result persistence and caching stay off: our IO managers store the data, and
     a cached task would skip writing it. Lineage is given explicitly (``asset_deps``) because
-    Prefect infers none under the process pool.
+    Prefect infers none under the process pool. The timeout is not Prefect's: the task body
+    enforces ``run.timeout_seconds`` itself, in a way that works on every runner.
     """
     definition = run.node.definition
     tags = {f"{k}:{v}" for k, v in definition.tags.items()} | {f"group:{definition.group}"}
@@ -133,9 +124,65 @@ def asset_task(run: AssetRun, defaults: DefaultsConfig, upstream_uris: list[str]
             definition.retry_delay_seconds if definition.retry_delay_seconds is not None
             else defaults.retry_delay_seconds
         ),
-        timeout_seconds=definition.timeout_seconds if definition.timeout_seconds is not None else defaults.timeout_seconds,
         tags=tags,
     )
+
+
+@contextmanager
+def _concurrency_slot(name: str | None) -> Iterator[None]:
+    """Hold one slot of the Prefect global concurrency limit ``name`` (if any) inside the block.
+
+    ``strict``: the flow checked before the run that every limit exists, so a missing one here
+    was deleted meanwhile and must not turn into running unlimited.
+    """
+    if name is None:
+        yield
+        return
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(name, occupy=1, strict=True):
+        yield
+
+
+def _compute_with_deadline(
+    run: AssetRun, upstream_records: Mapping[str, MaterializationRecord | None], context: AssetContext
+) -> Computed:
+    """:func:`compute`, stopped after ``run.timeout_seconds``, by the means that bite where it runs.
+
+    - On a process's main thread (process pool, Ray): ``SIGALRM`` interrupts even ``sleep``
+      and blocking I/O (Prefect's alarm cancel scope).
+    - On a thread of a worker process (Dask): no signal reaches a thread, so the asset runs in
+      a child process that is killed at the deadline.
+    - On a thread of the flow's own process (the thread runner): an exception is injected
+      into the thread at the deadline. It stops Python code, but a blocking call (``sleep``,
+      I/O, C code) finishes first: Python cannot interrupt a thread. The error says so.
+    """
+    seconds = run.timeout_seconds
+    if seconds is None:
+        return compute(run, upstream_records, context)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if not on_main_thread and os.getpid() != run.origin_pid:
+        return compute_in_subprocess(run, upstream_records, context, seconds)
+    started = time.monotonic()
+    try:
+        with prefect_timeout(seconds, timeout_exc_type=_Deadline):
+            return compute(run, upstream_records, context)
+    except _Deadline as exc:
+        ran = time.monotonic() - started
+        if on_main_thread or ran < seconds + 0.5:  # stopped on time
+            message = f"asset '{run.key}' timed out after {seconds:g} s (timeout_seconds) and was stopped"
+        else:
+            message = (
+                f"asset '{run.key}' timed out: it ran {ran:.1f} s, over timeout_seconds={seconds:g}. The thread "
+                "runner cannot interrupt a blocking call (sleep, I/O, C code), so the asset stopped only when "
+                "that call returned; use runner process, dask or ray to stop it on time"
+            )
+        raise AssetTimeoutError(message) from exc
+
+
+class _Deadline(TimeoutError):
+    """Raised by our timeout scope only, so a ``TimeoutError`` of the asset's own is not
+    mistaken for the deadline."""
 
 
 def asset_uri(io_manager: IOManager | None, key: AssetKey, project_name: str) -> str:
@@ -155,8 +202,30 @@ def asset_uri(io_manager: IOManager | None, key: AssetKey, project_name: str) ->
 
 _PREFECT_RESTRICTED = re.compile(r"[\s#?&%\"'<>\[\]{}|\\^`]")
 
-def _asset_task_fn(run: AssetRun, upstream_records: Mapping[str, MaterializationRecord | None]) -> MaterializationRecord:
-    return materialize_asset(run, upstream_records)
+
+class Sealed:
+    """A task argument that Prefect and every task runner pass through untouched.
+
+    Prefect walks task arguments looking for futures, and Dask rebuilds tuples, lists and
+    dataclasses it finds in them: Prefect's own ``quote`` (a tuple subclass) arrives on a Dask
+    worker as a plain 1-tuple. Neither looks inside an ordinary object, so the asset's
+    :class:`AssetRun` and records travel in this one and are unwrapped by the task.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __reduce__(self):
+        return (Sealed, (self.value,))
+
+    def __repr__(self) -> str:
+        return f"Sealed({type(self.value).__name__})"
+
+
+def _asset_task_fn(run: Sealed, upstream_records: Sealed) -> MaterializationRecord:
+    return materialize_asset(run.value, upstream_records.value)
 
 
 # Prefect's Task() reads the function's source with inspect.getsource on every construction

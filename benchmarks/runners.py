@@ -1,0 +1,127 @@
+"""Runners on CPU-bound work: threads vs processes vs Dask, same project, one run.
+
+The project in ``benchmarks/cpu_project`` has eight independent assets that each burn about
+one second of pure-Python CPU (the loop size is calibrated on this machine first). It is
+materialized with ``runner: thread``, ``process`` and ``dask`` (a local cluster), each with
+two workers, through a real Prefect flow run against one Prefect server. Threads share one
+GIL, so they take about eight seconds; two processes or two Dask workers should take about
+four, plus the runner's start-up (spawning the workers, importing Prefect in them), which is
+part of every run and therefore counted.
+
+A fourth leg, ``dask@addr``, runs on a standing local cluster (started and warmed once, used
+through ``runner: {type: dask, address: ...}``), the way production Dask is run.
+
+Prints each runner's wall time (best of ``--rounds``) and its speedup over threads, and the same
+for the *assets span*: from the first asset's start to the last one's end, read from the records,
+which leaves out the runner's start-up and shutdown. Budget on two cores: process and Dask >= 1.7x
+(wall).
+
+Run:  python benchmarks/runners.py [--rounds 1] [--workers 2] [--runners thread process dask]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+PROJECT = Path(__file__).resolve().parent / "cpu_project"
+BUDGET = 1.7
+
+
+def calibrate(seconds: float = 1.0) -> int:
+    """Loop iterations of ``cpu_assets.burn`` that take ``seconds`` here, in this process."""
+    sys.path.insert(0, str(PROJECT))
+    from cpu_assets import burn
+
+    n = 200_000
+    while True:
+        started = time.perf_counter()
+        burn(n)
+        took = time.perf_counter() - started
+        if took > 0.2:
+            return int(n * seconds / took)
+        n *= 2
+
+
+def run_once(runner: str, workers: int, address: str | None = None) -> tuple[float, float]:
+    """Wall time of one ``materialize`` call, and the span from the first asset's start to the
+    last asset's end (from the records), which leaves out the runner's start-up and shutdown."""
+    from prefect_assets import Definitions, materialize
+    from prefect_assets.config import RunnerConfig
+
+    data = Path(tempfile.mkdtemp(prefix=f"bench-{runner}-"))
+    os.environ["BENCH_DATA"] = str(data)
+    try:
+        defs = Definitions.load(PROJECT)
+        if address is not None:  # a standing cluster: sized where it was started
+            defs.runner = RunnerConfig(type=runner, address=address)
+        started = time.perf_counter()
+        result = materialize(defs, **({} if address else {"runner": runner, "max_workers": workers}))
+        elapsed = time.perf_counter() - started
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    assert result.success and len(result.by_status("materialized")) == 8, result.summary_rows()
+    ends = [datetime.fromisoformat(row.record.timestamp).timestamp() for row in result.assets]
+    starts = [end - row.record.duration_seconds for end, row in zip(ends, result.assets)]
+    return elapsed, max(ends) - min(starts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=1, help="runs per runner; the best counts")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--runners", nargs="+", default=["thread", "process", "dask"],
+                        choices=["thread", "process", "dask", "ray"])
+    args = parser.parse_args()
+    runners = [r for r in args.runners if r in ("thread", "process") or importlib.util.find_spec(f"prefect_{r}")]
+    if "thread" not in runners:
+        runners.insert(0, "thread")
+
+    os.environ["BENCH_WORK"] = str(calibrate())
+    print(f"cores: {os.cpu_count()}, workers: {args.workers}, 8 assets x ~1 s of CPU each", flush=True)
+    run_once("thread", args.workers)  # warm up the Prefect server and imports, untimed
+    legs = [(runner, runner, None) for runner in runners]
+    cluster = None
+    if "dask" in runners:
+        # Production Dask is a standing cluster: its start-up is paid once, not per run.
+        import logging
+
+        from distributed import LocalCluster
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0")
+        run_once("dask", args.workers, cluster.scheduler_address)  # warm its workers, untimed
+        legs.append(("dask@addr", "dask", cluster.scheduler_address))
+    wall: dict[str, float] = {}
+    span: dict[str, float] = {}
+    try:
+        for _ in range(args.rounds):
+            for label, runner, address in legs:
+                elapsed, assets_span = run_once(runner, args.workers, address)
+                wall[label] = min(elapsed, wall.get(label, elapsed))
+                span[label] = min(assets_span, span.get(label, assets_span))
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+    print(f"{'runner':<10} {'wall s':>7} {'speedup':>8}   {'assets span s':>13} {'speedup':>8}")
+    for label, seconds in wall.items():
+        speedup = wall["thread"] / seconds
+        verdict = "" if label == "thread" else ("  ok" if speedup >= BUDGET else f"  below the {BUDGET}x budget")
+        print(f"{label:<10} {seconds:>7.2f} {speedup:>7.2f}x   {span[label]:>13.2f} "
+              f"{span['thread'] / span[label]:>7.2f}x{verdict}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
