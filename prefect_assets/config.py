@@ -158,6 +158,9 @@ def _describe(error: dict[str, Any]) -> str:
         parent_loc, name = error["loc"][:-1], str(error["loc"][-1])
         known = _known_fields(parent_loc)
         return f"unknown key '{loc}'{did_you_mean(name, known)}; remove it or fix its spelling"
+    if "storage_options" in error["loc"]:
+        # The value may be a credential (or hold one): name the place, never echo the input.
+        return f"{loc}: {error['msg']}; fix this value"
     return f"{loc}: {error['msg']} (got {error.get('input')!r}); fix this value"
 
 

@@ -111,6 +111,24 @@ class Definitions:
             records.update(store.read_many(store_keys))
         return records
 
+    def check_storage(self, keys: Iterable[AssetKey]) -> None:
+        """Fail early, with one line, if a record store of ``keys`` cannot be read.
+
+        Reads one record from each distinct record store (a single request each), so wrong
+        credentials, an unreachable endpoint or a missing bucket surface as an
+        :class:`AssetsError` before a flow run starts, not as failed assets halfway through.
+
+        Raises:
+            AssetsError: a record store refused the credentials, cannot be reached or does
+                not exist.
+        """
+        first_key: dict[int, tuple[RecordStore, AssetKey]] = {}
+        for key in keys:
+            store = self.record_store_for(key)
+            first_key.setdefault(id(store), (store, key))
+        for store, key in first_key.values():
+            store.read(key)
+
     def to_flow(self, select: str | None = None, **options: Any) -> Flow:
         """The Prefect flow that materializes ``select`` (see :func:`prefect_assets.flows.build_flow`)."""
         # Imported here so the asset model stays importable without starting Prefect.
@@ -208,12 +226,17 @@ def build_io_manager(name: str, config: IOManagerConfig, project: Project) -> IO
             raise AssetsError(f"{project.file}: io_managers.{name}: {config.type}({exc}); fix its options") from None
     if config.base_uri is None:
         raise AssetsError(f"{project.file}: io_managers.{name}: needs base_uri: (any fsspec URL) or type: module:Class")
-    return FsspecIOManager(
-        project.resolve_uri(config.base_uri),
-        storage_options=config.storage_options,
-        allow_pickle=config.allow_pickle,
-        format_options=config.options,
-    )
+    try:
+        return FsspecIOManager(
+            project.resolve_uri(config.base_uri),
+            storage_options=config.storage_options,
+            allow_pickle=config.allow_pickle,
+            format_options=config.options,  # keyed by format name: {parquet: {compression: zstd}}
+            name=name,
+        )
+    except AssetsError as exc:
+        message = str(exc).removeprefix(f"io_managers.{name}: ")
+        raise AssetsError(f"{project.file}: io_managers.{name}: {message}") from None
 
 
 def _import_io_manager_class(name: str, target: str, project: Project) -> type[IOManager]:

@@ -6,6 +6,7 @@ import builtins
 import hashlib
 import os
 import pickle
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from prefect_assets.assets.keys import AssetKey
+from prefect_assets.assets.versions import content_version
 from prefect_assets.errors import AssetsError
 from prefect_assets.io_managers import (
     FsspecIOManager,
@@ -23,8 +25,8 @@ from prefect_assets.io_managers import (
     OutputContext,
     RecordStore,
     StoredOutput,
+    storage,
 )
-from prefect_assets.io_managers import storage
 
 ORDERS = AssetKey.parse("raw/orders")
 
@@ -219,7 +221,7 @@ def test_changing_format_leaves_one_file(tmp_path):
 def test_load_uses_the_record_uri_and_format(tmp_path):
     io = FsspecIOManager(str(tmp_path))
     stored = store(io, {"a": 1}, key=AssetKey.parse("elsewhere"))
-    record = record_for(uri=stored.uri, format=stored.format)
+    record = record_for(uri=stored.uri, format=stored.format, bytes=stored.bytes, data_version=stored.data_version)
     # The record, not the key's default path, says where the upstream's data is.
     assert io.load_input(InputContext(ORDERS, record=record)) == {"a": 1}
 
@@ -355,6 +357,9 @@ def test_write_that_fails_midway_keeps_the_previous_file(io, tmp_path, monkeypat
         def __exit__(self, *exc):
             self.f.close()
 
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
         def write(self, data):
             self.f.write(bytes(data)[: len(data) // 2])
             raise OSError(28, "No space left on device")
@@ -379,33 +384,143 @@ def test_rename_that_fails_keeps_the_previous_file(io, tmp_path, monkeypatch):
         raise PermissionError("replace refused")
 
     monkeypatch.setattr(storage.os, "replace", failing_replace)
-    with pytest.raises(PermissionError):
+    with pytest.raises(AssetsError, match="permission denied.*replace refused"):
         store(io, {"version": 2})
     monkeypatch.undo()
     assert load(io) == {"version": 1}
     assert _leftovers(target.parent) == []
 
 
-def test_object_store_write_is_one_complete_put():
-    # On an object store an fsspec file object commits in __exit__ even after an error, which
-    # would publish half an object; write_atomic must hand the whole payload to one pipe_file.
-    class ObjectStore(fsspec.AbstractFileSystem):
-        cachable = False
+class FakeObjectStore(fsspec.AbstractFileSystem):
+    """Records what a writer does on an object store, without one."""
 
-        def __init__(self):
-            super().__init__()
-            self.puts = []
+    cachable = False
+    default_block_size = 5 * 2**20
 
-        def pipe_file(self, path, value, **kwargs):
-            self.puts.append((path, value))
+    def __init__(self, protocol):
+        super().__init__()
+        self.protocol = protocol
+        self.puts, self.files = [], []
 
-        def _open(self, *args, **kwargs):
-            raise AssertionError("write_atomic opened a file object")
+    def pipe_file(self, path, value, **kwargs):
+        self.puts.append((path, value))
 
-    fs = ObjectStore()
-    storage.write_atomic(fs, "bucket/x.bin", memoryview(b"payload"))
-    assert fs.puts == [("bucket/x.bin", b"payload")]
+    def _open(self, path, mode="rb", autocommit=True, **kwargs):
+        assert mode == "wb" and autocommit is False, "an object store upload must not commit on close"
+        self.files.append(FakeUpload(path))
+        return self.files[-1]
+
+
+class FakeUpload:
+    def __init__(self, path):
+        self.path, self.data, self.events = path, b"", []
+
+    def write(self, data):
+        self.data += bytes(data)
+
+    def close(self):
+        self.events.append("close")
+
+    def commit(self):
+        self.events.append("commit")
+
+    def discard(self):
+        self.events.append("discard")
+
+
+def test_small_object_store_write_is_one_complete_put():
+    # An fsspec file object commits in __exit__ even after an error, which would publish half
+    # an object; a small payload goes up in one pipe_file instead.
+    fs = FakeObjectStore("gcs")
+    with storage.open_atomic(fs, "bucket/x.bin") as f:
+        f.write(memoryview(b"pay"))
+        f.write(b"load")
+    assert fs.puts == [("bucket/x.bin", b"payload")] and fs.files == []
     assert type(fs.puts[0][1]) is bytes  # aiobotocore takes bytes, not memoryview
+    with pytest.raises(RuntimeError), storage.open_atomic(fs, "bucket/y.bin") as f:
+        f.write(b"half")
+        raise RuntimeError("encoder failed")
+    assert [path for path, _ in fs.puts] == ["bucket/x.bin"]
+
+
+def test_large_s3_write_streams_a_multipart_upload_committed_or_discarded():
+    fs = FakeObjectStore("s3")
+    part = fs.default_block_size
+    with storage.open_atomic(fs, "bucket/big.bin") as f:
+        f.write(b"a" * (part - 1))
+        assert fs.files == []  # still one part's worth: buffered for a single PUT
+        f.write(b"b" * 2)
+        f.write(b"c")
+    upload = fs.files[0]
+    assert upload.data == b"a" * (part - 1) + b"bbc" and upload.events == ["close", "commit"] and fs.puts == []
+
+    with pytest.raises(RuntimeError), storage.open_atomic(fs, "bucket/big.bin") as f:
+        f.write(b"x" * (part + 1))
+        raise RuntimeError("encoder failed")
+    assert fs.files[1].events == ["discard"]  # aborted: the parts never become an object
+
+
+def test_other_backends_write_a_temporary_sibling_then_rename(tmp_path):
+    from fsspec.implementations.dirfs import DirFileSystem
+
+    fs = DirFileSystem(str(tmp_path), fsspec.filesystem("file"))  # a backend that is neither
+    storage.write_atomic(fs, "a/b.json", b"v1")
+    with pytest.raises(RuntimeError), storage.open_atomic(fs, "a/b.json") as f:
+        f.write(b"v2, half")
+        raise RuntimeError("encoder failed")
+    assert (tmp_path / "a" / "b.json").read_bytes() == b"v1"
+    storage.write_atomic(fs, "a/b.json", b"v3")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.json"]
+    assert (tmp_path / "a" / "b.json").read_bytes() == b"v3"
+
+
+# --- hashing on the way out -----------------------------------------------------------------
+
+
+class Collect:
+    def __init__(self, fail_after=None):
+        self.chunks, self.fail_after = [], fail_after
+
+    def write(self, data):
+        if self.fail_after is not None and sum(map(len, self.chunks)) >= self.fail_after:
+            raise OSError(28, "No space left on device")
+        self.chunks.append(bytes(data))
+        return len(data)
+
+
+@pytest.mark.parametrize("pieces", [[b"small"], [os.urandom(1 << 20) for _ in range(9)] + [b"tail", memoryview(b"mv")]])
+def test_hashing_writer_versions_exactly_the_bytes_it_forwards(pieces):
+    target = Collect()
+    writer = storage.HashingWriter(target, batch_size=2 << 20)
+    for piece in pieces:
+        writer.write(piece)
+    version, size = writer.finish()
+    forwarded = b"".join(target.chunks)
+    assert forwarded == b"".join(bytes(p) for p in pieces)
+    assert (version, size) == (content_version(forwarded), len(forwarded))
+
+
+def test_hashing_writer_stops_the_producer_when_the_target_fails():
+    writer = storage.HashingWriter(Collect(fail_after=3 << 20), batch_size=1 << 20, max_batches=2)
+    with pytest.raises(OSError, match="No space left"):
+        for _ in range(100):  # the error surfaces on a later write, long before all 100 MiB
+            writer.write(os.urandom(1 << 20))
+    assert isinstance(writer.error, OSError)
+    writer.abort()  # does not raise again, and the thread is gone
+    assert not any(t.name == "prefect-assets-writer" for t in threading.enumerate())
+
+
+def test_encoder_failing_midway_leaves_the_previous_file_and_no_temporary(io, tmp_path):
+    store(io, ["previous"], format="pickle")
+
+    class Explodes:
+        def __reduce__(self):
+            raise TypeError("cannot pickle this one")
+
+    with pytest.raises(AssetsError, match="cannot be stored as pickle"):
+        store(io, [os.urandom(3 << 20) for _ in range(4)] + [Explodes()], format="pickle")
+    assert load(io) == ["previous"]
+    assert _leftovers(tmp_path / "data" / "raw") == []
 
 
 # --- pickling, repr, the base class --------------------------------------------------------
@@ -450,3 +565,58 @@ def test_custom_io_manager_needs_only_two_methods():
         io.delete(ORDERS)
     with pytest.raises(TypeError):
         type("Half", (IOManager,), {"handle_output": lambda self, c, o: None})()
+
+
+# --- loading checks what it read ------------------------------------------------------------
+
+
+def test_load_checks_the_size_against_the_record(io, tmp_path):
+    stored = store(io, {"a": 1})
+    (tmp_path / "data" / "raw" / "orders.json").write_bytes(b'{"a": 10}')
+    record = record_for(uri=stored.uri, format="json", bytes=stored.bytes, data_version=stored.data_version)
+    with pytest.raises(AssetsError, match=r"does not match its materialization record \(it holds 9 bytes, the record says 8\)"):
+        io.load_input(InputContext(ORDERS, record=record))
+
+
+def test_remote_load_checks_the_content_hash_against_the_record(memory_uri):
+    io = FsspecIOManager(memory_uri)
+    stored = store(io, {"a": 1})
+    fsspec.filesystem("memory").pipe_file(stored.uri, b'{"a": 2}')  # same size, other bytes
+    record = record_for(uri=stored.uri, format="json", bytes=stored.bytes, data_version=stored.data_version)
+    with pytest.raises(AssetsError, match="its content hashes to"):
+        io.load_input(InputContext(ORDERS, record=record))
+
+
+def test_empty_bytes_round_trip(io):
+    stored = store(io, b"")
+    assert (stored.bytes, stored.data_version) == (0, content_version(b""))
+    record = record_for(uri=stored.uri, format="raw", bytes=0, data_version=stored.data_version)
+    assert io.load_input(InputContext(ORDERS, record=record)) == b""
+
+
+def test_large_table_round_trips_through_the_background_writer(tmp_path):
+    import pyarrow.parquet as pq
+
+    io = FsspecIOManager(str(tmp_path), format_options={"parquet": {"row_group_size": 200_000, "compression": "none"}})
+    table = pa.table({"id": pa.array(range(1_000_000), pa.int64())})  # ~8 MB: several batches
+    stored = store(io, table)
+    on_disk = (tmp_path / "raw" / "orders.parquet").read_bytes()
+    assert stored.data_version == content_version(on_disk) and stored.bytes == len(on_disk) > 8_000_000
+    assert pq.read_metadata(tmp_path / "raw" / "orders.parquet").num_row_groups == 5
+    record = record_for(uri=stored.uri, format="parquet", bytes=stored.bytes, data_version=stored.data_version)
+    assert io.load_input(InputContext(ORDERS, record=record)).equals(table)
+
+
+def test_storage_options_left_empty_are_dropped(memory_uri):
+    io = FsspecIOManager(memory_uri, storage_options={"a": "", "b": None, "nested": {"c": ""}, "keep": {"d": 1}})
+    assert io.storage_options == {"keep": {"d": 1}}
+
+
+@pytest.mark.parametrize("module_name", ["formats", "storage", "secrets", "records", "fsspec"])
+def test_docstring_examples_run(module_name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"prefect_assets.io_managers.{module_name}")
+    failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert tried and failures == 0

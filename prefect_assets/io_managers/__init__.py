@@ -1,6 +1,15 @@
 """Storage for asset values: the IO manager contract, the fsspec implementation, records.
 
 No Prefect import here: storage works the same under any runner, and in plain Python.
+
+- ``base``: the two-method :class:`IOManager` contract and the contexts it receives;
+- ``fsspec``: :class:`FsspecIOManager`, files on any fsspec URL (local, S3, GCS, ...);
+- ``formats``: how values become Parquet, JSON, raw bytes or pickle and back;
+- ``storage``: atomic, hashed, streaming writes and whole-object reads per backend;
+- ``records``: :class:`MaterializationRecord` and where records are kept;
+- ``secrets``: credentials out of every message; backend errors sorted into one clear line.
+
+See ``docs/storage.md``.
 """
 
 from __future__ import annotations
@@ -10,11 +19,11 @@ from prefect_assets.io_managers.fsspec import FsspecIOManager
 from prefect_assets.io_managers.records import MaterializationRecord, RecordStore
 
 __all__ = [
-    "IOManager",
     "FsspecIOManager",
-    "OutputContext",
+    "IOManager",
     "InputContext",
-    "StoredOutput",
     "MaterializationRecord",
+    "OutputContext",
     "RecordStore",
+    "StoredOutput",
 ]

@@ -100,7 +100,10 @@ class IOManager(abc.ABC):
                 return list(csv.DictReader(io.StringIO(data.decode())))
 
     Instances cross process boundaries under the process, Dask and Ray runners, so they must
-    pickle; hold connection objects lazily or rebuild them in ``__setstate__``.
+    pickle; hold connection objects lazily or rebuild them in ``__setstate__``. Keep
+    credentials out of exception messages: they end up in Prefect's logs and the run summary.
+    ``docs/storage.md`` walks through a complete one (tables in SQLite), registered in
+    ``prefect_assets.yaml`` as ``type: module:Class``.
     """
 
     @abc.abstractmethod

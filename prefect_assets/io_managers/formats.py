@@ -17,18 +17,24 @@ An asset overrides the choice by name (``@asset(format="pickle")``).
 >>> fmt.name, fmt.extension
 ('json', 'json')
 >>> data, rows = fmt.dump({"rows": 3}, {})
+>>> data
+b'{"rows": 3}'
 >>> fmt.load(data, {})
 {'rows': 3}
+
+Per-IO-manager options are keyed by format name (``options: {parquet: {compression: zstd}}``
+in ``prefect_assets.yaml``); :func:`check_format_options` validates them up front.
 """
 
 from __future__ import annotations
 
 import abc
+import io
 import json
 import pickle
 import sys
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from prefect_assets.errors import AssetsError, did_you_mean
 from prefect_assets.io_managers.storage import BytesLike
@@ -40,10 +46,14 @@ TYPE_METADATA_KEY = b"prefect_assets.type"
 class Format(abc.ABC):
     """One way to turn values into bytes. Instances are stateless; options come per call.
 
+    A format *writes* into a file-like object (anything with ``write``), so large values stream
+    to storage instead of being built in memory first, and *loads* from the whole stored content
+    (``bytes`` or a ``pyarrow.Buffer``, possibly memory-mapped).
+
     Attributes:
         name: what users write in ``format=`` and what records store.
         extension: the file extension, without the dot.
-        option_names: the options ``dump``/``load`` understand (``format_options`` in config).
+        option_names: the options ``write``/``load`` understand (``options:`` in config).
     """
 
     name: ClassVar[str]
@@ -55,28 +65,53 @@ class Format(abc.ABC):
         """Whether this format can store ``obj``."""
 
     @abc.abstractmethod
-    def dump(self, obj: Any, options: Mapping[str, Any]) -> tuple[BytesLike, int | None]:
-        """Serialize ``obj``; return the bytes and the row count where that means something."""
+    def write(self, obj: Any, file: BinaryIO, options: Mapping[str, Any]) -> int | None:
+        """Serialize ``obj`` into ``file``; return the row count where that means something."""
 
     @abc.abstractmethod
     def load(self, data: BytesLike, options: Mapping[str, Any]) -> Any:
-        """Deserialize what :meth:`dump` produced."""
+        """Deserialize what :meth:`write` produced, given all of it."""
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        """Raise ValueError for an option value that would only fail at write time."""
+
+    def dump(self, obj: Any, options: Mapping[str, Any]) -> tuple[bytes, int | None]:
+        """Serialize ``obj`` in memory: ``(bytes, rows)``. Handy in tests and small tools."""
+        buffer = io.BytesIO()
+        rows = self.write(obj, buffer, options)
+        return buffer.getvalue(), rows
 
     def __repr__(self) -> str:
         return f"<format {self.name}>"
 
 
 class ParquetFormat(Format):
-    """Arrow tables, and pandas/polars frames, as Parquet; loads back the original type."""
+    """Arrow tables, and pandas/polars frames, as Parquet; loads back the original type.
+
+    Options: ``compression`` (``snappy`` by default; ``zstd``, ``gzip``, ``brotli``, ``lz4``,
+    ``none``), ``compression_level``, ``row_group_size`` (rows per row group; pyarrow's default
+    is 1Mi rows).
+    """
 
     name = "parquet"
     extension = "parquet"
-    option_names = frozenset({"compression", "row_group_size"})
+    option_names = frozenset({"compression", "compression_level", "row_group_size"})
 
     def accepts(self, obj: Any) -> bool:
         return _origin(obj) is not None
 
-    def dump(self, obj: Any, options: Mapping[str, Any]) -> tuple[BytesLike, int | None]:
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        import pyarrow as pa
+
+        compression = options.get("compression")
+        if isinstance(compression, str) and compression.lower() != "none" and not _codec_available(pa, compression):
+            known = [c for c in ("snappy", "zstd", "gzip", "brotli", "lz4") if _codec_available(pa, c)]
+            raise ValueError(f"compression {compression!r} is not available; use one of: none, {', '.join(known)}")
+        size = options.get("row_group_size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            raise ValueError(f"row_group_size must be a positive number of rows, got {size!r}")
+
+    def write(self, obj: Any, file: BinaryIO, options: Mapping[str, Any]) -> int | None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -89,15 +124,15 @@ class ParquetFormat(Format):
             table = obj
         metadata = dict(table.schema.metadata or {})
         metadata[TYPE_METADATA_KEY] = origin.encode()
-        table = table.replace_schema_metadata(metadata)
-        sink = pa.BufferOutputStream()
+        table = table.replace_schema_metadata(metadata)  # zero-copy: only the schema changes
         pq.write_table(
             table,
-            sink,
+            file,
             compression=options.get("compression", "snappy"),
+            compression_level=options.get("compression_level"),
             row_group_size=options.get("row_group_size"),
         )
-        return memoryview(sink.getvalue()), table.num_rows
+        return table.num_rows
 
     def load(self, data: BytesLike, options: Mapping[str, Any]) -> Any:
         import pyarrow as pa
@@ -127,12 +162,12 @@ class JsonFormat(Format):
     def accepts(self, obj: Any) -> bool:
         return isinstance(obj, self._TYPES)
 
-    def dump(self, obj: Any, options: Mapping[str, Any]) -> tuple[BytesLike, int | None]:
+    def write(self, obj: Any, file: BinaryIO, options: Mapping[str, Any]) -> int | None:
         problem = _json_loss(obj, "value")
         if problem:
             raise ValueError(f"{problem}, which JSON cannot store")
-        data = json.dumps(obj, ensure_ascii=False).encode()
-        return data, len(obj) if isinstance(obj, list) else None
+        file.write(json.dumps(obj, ensure_ascii=False).encode())
+        return len(obj) if isinstance(obj, list) else None
 
     def load(self, data: BytesLike, options: Mapping[str, Any]) -> Any:
         return json.loads(bytes(data))
@@ -147,8 +182,10 @@ class RawFormat(Format):
     def accepts(self, obj: Any) -> bool:
         return isinstance(obj, (bytes, bytearray, memoryview))
 
-    def dump(self, obj: Any, options: Mapping[str, Any]) -> tuple[BytesLike, int | None]:
-        return obj, None
+    def write(self, obj: Any, file: BinaryIO, options: Mapping[str, Any]) -> int | None:
+        # A bytearray could change after we return while an upload still holds it: send a copy.
+        file.write(obj if isinstance(obj, bytes) else bytes(obj))
+        return None
 
     def load(self, data: BytesLike, options: Mapping[str, Any]) -> Any:
         return bytes(data)
@@ -164,8 +201,9 @@ class PickleFormat(Format):
     def accepts(self, obj: Any) -> bool:
         return True
 
-    def dump(self, obj: Any, options: Mapping[str, Any]) -> tuple[BytesLike, int | None]:
-        return pickle.dumps(obj, protocol=options.get("protocol", pickle.HIGHEST_PROTOCOL)), None
+    def write(self, obj: Any, file: BinaryIO, options: Mapping[str, Any]) -> int | None:
+        pickle.dump(obj, file, protocol=options.get("protocol", pickle.HIGHEST_PROTOCOL))
+        return None
 
     def load(self, data: BytesLike, options: Mapping[str, Any]) -> Any:
         return pickle.loads(data)
@@ -225,6 +263,42 @@ def type_name(obj: Any) -> str:
     """``dict`` for builtins, ``module.Qualname`` for everything else."""
     cls = type(obj)
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def check_format_options(options: Mapping[str, Any]) -> None:
+    """Validate per-format options (``{"parquet": {"compression": "zstd"}}``) before any write.
+
+    Raises:
+        AssetsError: an unknown format or option name (with the close matches), an options
+            entry that is not a mapping, or a value the format would reject at write time.
+    """
+    for name, opts in options.items():
+        if name not in FORMATS:
+            raise AssetsError(
+                f"options are keyed by format name, and {name!r} is not one{did_you_mean(name, FORMATS)}; "
+                f"write e.g. {{parquet: {{compression: zstd}}}} (formats: {', '.join(FORMATS)})"
+            )
+        fmt = FORMATS[name]
+        if not isinstance(opts, Mapping):
+            raise AssetsError(f"options.{name} must be a mapping of option: value, got {opts!r}")
+        for option in opts:
+            if option not in fmt.option_names:
+                known = ", ".join(sorted(fmt.option_names)) or "none"
+                raise AssetsError(
+                    f"options.{name} has no option {option!r}{did_you_mean(option, fmt.option_names)}; "
+                    f"known options: {known}"
+                )
+        try:
+            fmt.check_options(opts)
+        except ValueError as exc:
+            raise AssetsError(f"options.{name}: {exc}") from None
+
+
+def _codec_available(pa: Any, name: str) -> bool:
+    try:
+        return bool(pa.Codec.is_available(name))
+    except (ValueError, TypeError):  # pyarrow raises for names it has never heard of
+        return False
 
 
 def _origin(obj: Any) -> str | None:

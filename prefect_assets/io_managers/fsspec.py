@@ -1,4 +1,4 @@
-"""The default IO manager: files on any fsspec filesystem (local disk, S3, GCS, ...).
+"""The default IO manager: files on any fsspec filesystem (local disk, S3, GCS, Azure, ...).
 
 Layout under ``base_uri``::
 
@@ -7,9 +7,15 @@ Layout under ``base_uri``::
     <base_uri>/_prefect_assets/records/...                materialization records (see records.py)
 
 The extension names the format (``.parquet``, ``.json``, ``.bin``, ``.pkl``), so the files
-are readable without this library. Note that a partition of asset ``a`` and the asset
-``a/<partition>`` share a path; do not give a partitioned asset children named like its
-partitions.
+are readable without this library. Records live beside the data they describe, under the same
+``base_uri``, so an S3 IO manager keeps its records in its bucket. Note that a partition of
+asset ``a`` and the asset ``a/<partition>`` share a path; do not give a partitioned asset
+children named like its partitions.
+
+Every write is atomic (see :mod:`~prefect_assets.io_managers.storage`) and hashed on the way
+out, so the data version in the record names exactly the stored bytes. Every load checks what
+it read against the record: the size always, and on remote stores the content hash as well,
+so a replaced or half-replaced object is reported instead of decoded.
 """
 
 from __future__ import annotations
@@ -21,12 +27,28 @@ from typing import Any
 import fsspec.core
 
 from prefect_assets.assets.keys import AssetKey
-from prefect_assets.assets.versions import content_version
-from prefect_assets.errors import AssetsError, did_you_mean
+from prefect_assets.errors import AssetsError
 from prefect_assets.io_managers.base import InputContext, IOManager, OutputContext, StoredOutput
-from prefect_assets.io_managers.formats import FORMATS, PICKLE, Format, choose_format, format_by_name
-from prefect_assets.io_managers.records import RecordStore, check_partition
-from prefect_assets.io_managers.storage import is_local, write_atomic
+from prefect_assets.io_managers.formats import (
+    FORMATS,
+    PICKLE,
+    Format,
+    check_format_options,
+    choose_format,
+    format_by_name,
+)
+from prefect_assets.io_managers.records import MaterializationRecord, RecordStore, check_partition
+from prefect_assets.io_managers.secrets import Redactor, storage_error
+from prefect_assets.io_managers.storage import (
+    MULTIPART_PROTOCOLS,
+    HashingWriter,
+    content_hasher,
+    is_local,
+    open_atomic,
+    protocols,
+    read_all,
+    version_of,
+)
 
 #: Top-level directory for our own bookkeeping; no asset key may start with it.
 RESERVED_DIR = "_prefect_assets"
@@ -37,16 +59,24 @@ class FsspecIOManager(IOManager):
 
     Args:
         base_uri: any fsspec URL: ``./data``, ``/abs/dir``, ``s3://bucket/prefix``,
-            ``memory://x``. A relative local path resolves against the current directory,
-            once, here.
-        storage_options: passed to the filesystem (``key``, ``secret``, ``endpoint_url``, ...).
-            Never shown in ``repr``.
+            ``gcs://bucket/prefix``, ``memory://x``. A relative local path resolves against
+            the current directory, once, here.
+        storage_options: passed to the filesystem: for S3 ``endpoint_url``, ``key``,
+            ``secret``, ``token``, ``client_kwargs``, ``config_kwargs``... Options left empty
+            (``""`` or None, as ``${VAR:-}`` expands) are dropped, so the backend's own
+            default applies; fsspec's environment configuration (``FSSPEC_S3_ENDPOINT_URL``)
+            fills in what is not given. Never shown: ``repr``, messages and records only ever
+            carry the redacted URL.
         allow_pickle: when False, values only pickle can store are refused, and pickles
             already in storage are not loaded (unpickling runs code).
-        format_options: per-format options, e.g. ``{"parquet": {"compression": "zstd"}}``.
+        format_options: per-format options keyed by format name, e.g.
+            ``{"parquet": {"compression": "zstd", "row_group_size": 100_000}}``.
+        name: the IO manager's name in the project (``io_managers.<name>``), used in messages
+            so they say where to fix a problem.
 
     Raises:
-        AssetsError: an unknown format name or option in ``format_options``.
+        AssetsError: an unknown format name or option in ``format_options``, a protocol whose
+            package is not installed, or options the filesystem refuses.
 
     Example::
 
@@ -66,21 +96,43 @@ class FsspecIOManager(IOManager):
         storage_options: Mapping[str, Any] | None = None,
         allow_pickle: bool = True,
         format_options: Mapping[str, Mapping[str, Any]] | None = None,
+        name: str | None = None,
     ) -> None:
-        self.base_uri = base_uri
-        self.storage_options = dict(storage_options or {})
+        self.name = name
+        self.storage_options = _drop_empty(dict(storage_options or {}))
         self.allow_pickle = allow_pickle
-        self.format_options = {name: dict(opts) for name, opts in (format_options or {}).items()}
-        _check_format_options(self.format_options)
+        self.format_options = {fmt: dict(opts) if isinstance(opts, Mapping) else opts
+                               for fmt, opts in (format_options or {}).items()}
+        check_format_options(self.format_options)
         self._connect(base_uri)
 
     def _connect(self, uri: str) -> None:
-        self._fs, root = fsspec.core.url_to_fs(uri, **self.storage_options)
+        self._redact = Redactor.for_storage(uri, self.storage_options)
+        try:
+            self._fs, root = fsspec.core.url_to_fs(uri, **self.storage_options)
+        except ImportError as exc:
+            raise AssetsError(
+                f"{self._where or 'IO manager'}: {self._redact.uri(uri)} needs a package that is not installed "
+                f"({self._redact(str(exc))}); install it, e.g. pip install s3fs / gcsfs / adlfs"
+            ) from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise AssetsError(
+                f"{self._where or 'IO manager'}: cannot open {self._redact.uri(uri)} "
+                f"({type(exc).__name__}: {self._redact(str(exc))}); check base_uri and storage_options"
+            ) from None
         self._root = root.rstrip("/")
         # A relative local base_uri is pinned to an absolute URL now: a worker process that
         # unpickles this manager may run in another directory and must find the same files.
-        self._resolved_uri = self._fs.unstrip_protocol(self._root) if is_local(self._fs) else uri
-        self._records = RecordStore(self._fs, f"{self._root}/{RESERVED_DIR}/records")
+        self._url = self._fs.unstrip_protocol(self._root) if is_local(self._fs) else uri
+        #: The location for people and for Prefect (asset keys, artifacts): credentials masked.
+        self.base_uri = self._redact.uri(self._url)
+        self._records = RecordStore(
+            self._fs, f"{self._root}/{RESERVED_DIR}/records", redact=self._redact, where=self._where
+        )
+
+    @property
+    def _where(self) -> str:
+        return f"io_managers.{self.name}" if self.name else ""
 
     # Instances cross process boundaries (process pool, Dask, Ray). The filesystem object is
     # not sent along: an s3fs instance holds an event loop and HTTP sessions bound to this
@@ -88,28 +140,33 @@ class FsspecIOManager(IOManager):
     # makes that cheap. storage_options do travel: the worker needs the credentials.
     def __getstate__(self) -> dict[str, Any]:
         return {
-            "base_uri": self.base_uri,
-            "resolved_uri": self._resolved_uri,
+            "name": self.name,
+            "url": self._url,
             "storage_options": self.storage_options,
             "allow_pickle": self.allow_pickle,
             "format_options": self.format_options,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.base_uri = state["base_uri"]
+        self.name = state["name"]
         self.storage_options = state["storage_options"]
         self.allow_pickle = state["allow_pickle"]
         self.format_options = state["format_options"]
-        self._connect(state["resolved_uri"])
+        self._connect(state["url"])
 
     def __repr__(self) -> str:
-        # Only the URL: storage_options hold secrets and repr ends up in logs.
+        # Only the redacted URL: storage_options hold secrets and repr ends up in logs.
         return f"FsspecIOManager({self.base_uri!r})"
 
     @property
     def record_store(self) -> RecordStore:
         """Records live under ``<base_uri>/_prefect_assets/records``."""
         return self._records
+
+    @property
+    def redact(self) -> Redactor:
+        """Removes this manager's credentials from a text (for messages about its storage)."""
+        return self._redact
 
     def path(self, key: AssetKey, partition_key: str | None, fmt: Format) -> str:
         """The filesystem path (no protocol) of ``key``/``partition_key`` stored as ``fmt``."""
@@ -121,63 +178,89 @@ class FsspecIOManager(IOManager):
         return f"{base}.{fmt.extension}"
 
     def handle_output(self, context: OutputContext, obj: Any) -> StoredOutput:
-        """Choose a format, serialize, and write the file atomically.
+        """Choose a format and stream the value into storage, hashed on the way, atomically.
 
         Files of the same asset (partition) in other formats are removed afterwards, so the
         layout always holds one version and probing for it is unambiguous.
 
         Raises:
-            AssetsError: no allowed format can store ``obj`` (see :func:`choose_format`).
+            AssetsError: no allowed format can store ``obj`` (see
+                :func:`~prefect_assets.io_managers.formats.choose_format`), or the storage
+                refused the credentials, is unreachable or has no such bucket.
+            OSError: any other storage failure; the previous version is intact either way.
         """
         fmt = choose_format(obj, context.format, self.allow_pickle, context.key)
-        try:
-            data, rows = fmt.dump(obj, self.format_options.get(fmt.name, {}))
-        except (TypeError, ValueError, pickle.PicklingError) as e:
-            # Raised for values of the right type but unsupported content (a datetime inside a
-            # dict, mixed types in a pandas column, a lambda to pickle): the user's to fix.
-            # Anything else is a bug and keeps its traceback.
-            raise AssetsError(
-                f"asset '{context.key}' cannot be stored as {fmt.name}: {e}; "
-                "return plain values or set format=..."
-            ) from e
         path = self.path(context.key, context.partition_key, fmt)
-        write_atomic(self._fs, path, data)
-        for other in FORMATS.values():
-            if other is not fmt:
-                self._remove(self.path(context.key, context.partition_key, other))
+        action = f"writing asset '{context.key}' to"
+        try:
+            target = open_atomic(self._fs, path)
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            raise self._error(exc, action, path) from None
+        sink = HashingWriter(target)
+        try:
+            rows = fmt.write(obj, sink, self.format_options.get(fmt.name, {}))
+        except BaseException as exc:
+            sink.abort()
+            target.discard()
+            if sink.error is not None:  # the storage failed while the format was writing
+                raise self._error(sink.error, action, path) from None
+            if isinstance(exc, (TypeError, ValueError, pickle.PicklingError)) or (
+                fmt is PICKLE and isinstance(exc, AttributeError)
+            ):
+                # Values of the right type but unsupported content (a datetime inside a dict,
+                # mixed types in a pandas column, a lambda to pickle): the user's to fix.
+                # Anything else is a bug and keeps its traceback.
+                raise AssetsError(
+                    f"asset '{context.key}' cannot be stored as {fmt.name}: {exc}; return plain values or set format=..."
+                ) from exc
+            raise
+        try:
+            data_version, size = sink.finish()
+            target.commit()
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            target.discard()
+            raise self._error(exc, action, path) from None
+        self._remove([self.path(context.key, context.partition_key, other) for other in FORMATS.values()
+                      if other is not fmt])
         return StoredOutput(
             uri=self._fs.unstrip_protocol(path),
             format=fmt.name,
-            data_version=content_version(data),
-            bytes=memoryview(data).nbytes,
+            data_version=data_version,
+            bytes=size,
             rows=rows,
         )
 
     def load_input(self, context: InputContext) -> Any:
         """Load the value, from the record's uri and format when given, else by probing.
 
+        With a record, what was read is checked against it first: its size, and on remote
+        stores its content hash (cheap next to the transfer; on local disk files are only ever
+        replaced by rename, so a reader cannot see a mix).
+
         Raises:
-            AssetsError: the asset (partition) has not been materialized, or it is a pickle
-                and this manager has ``allow_pickle: false``.
+            AssetsError: the asset (partition) has not been materialized, its stored data no
+                longer matches its record, it is a pickle and this manager has
+                ``allow_pickle: false``, or the storage refused the credentials.
         """
         record = context.record
         if record is not None and record.uri and record.format:
             fmt = format_by_name(record.format)
+            self._check_pickle(context.key, fmt)
             path = self._fs._strip_protocol(record.uri)
             try:
-                data = self._fs.cat_file(path)
-            except FileNotFoundError:
-                raise AssetsError(
-                    f"asset '{context.key}' was materialized to {record.uri}, which no longer exists; "
-                    f"materialize it again: prefect-assets materialize --select +{context.key}"
-                ) from None
+                data = read_all(self._fs, path, record.bytes)
+            except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+                error = self._error(exc, f"reading asset '{context.key}' from", path)
+                if isinstance(error, FileNotFoundError):
+                    raise AssetsError(
+                        f"asset '{context.key}' was materialized to {self._redact.uri(record.uri)}, which no longer "
+                        f"exists; materialize it again: prefect-assets materialize --select +{context.key}"
+                    ) from None
+                raise error from None
+            self._verify(context.key, record, data)
         else:
             fmt, data = self._probe(context.key, context.partition_key)
-        if fmt is PICKLE and not self.allow_pickle:
-            raise AssetsError(
-                f"asset '{context.key}' is stored as pickle, which this IO manager does not load "
-                "(allow_pickle: false); re-materialize it in another format or set allow_pickle: true"
-            )
+            self._check_pickle(context.key, fmt)
         return fmt.load(data, self.format_options.get(fmt.name, {}))
 
     def delete(self, key: AssetKey, partition_key: str | None = None) -> None:
@@ -186,36 +269,73 @@ class FsspecIOManager(IOManager):
         ``partition_key=None`` removes the unpartitioned value only, never a directory: that
         directory may also hold child assets (``a/b`` lives in ``a/``). Missing files are fine.
         """
-        for fmt in FORMATS.values():
-            self._remove(self.path(key, partition_key, fmt))
+        self._remove([self.path(key, partition_key, fmt) for fmt in FORMATS.values()])
         self._records.delete(key, partition_key)
 
-    def _probe(self, key: AssetKey, partition_key: str | None) -> tuple[Format, bytes]:
+    def _check_pickle(self, key: AssetKey, fmt: Format) -> None:
+        if fmt is PICKLE and not self.allow_pickle:
+            raise AssetsError(
+                f"asset '{key}' is stored as pickle, which this IO manager does not load "
+                "(allow_pickle: false); re-materialize it in another format or set allow_pickle: true"
+            )
+
+    def _verify(self, key: AssetKey, record: MaterializationRecord, data: Any) -> None:
+        size = memoryview(data).nbytes
+        problem = None
+        if record.bytes is not None and size != record.bytes:
+            problem = f"it holds {size:,} bytes, the record says {record.bytes:,}"
+        elif record.data_version and not is_local(self._fs):
+            hasher = content_hasher()
+            hasher.update(data)
+            if version_of(hasher) != record.data_version:
+                problem = f"its content hashes to {version_of(hasher)}, the record says {record.data_version}"
+        if problem:
+            raise AssetsError(
+                f"asset '{key}': {self._redact.uri(record.uri)} does not match its materialization record "
+                f"({problem}); it was replaced after the record was written (a concurrent run, or one stopped "
+                f"between writing data and record); materialize it again: prefect-assets materialize --select {key}"
+            )
+
+    def _probe(self, key: AssetKey, partition_key: str | None) -> tuple[Format, Any]:
         for fmt in FORMATS.values():
+            path = self.path(key, partition_key, fmt)
             try:
-                return fmt, self._fs.cat_file(self.path(key, partition_key, fmt))
-            except FileNotFoundError:
-                continue
+                return fmt, read_all(self._fs, path)
+            except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+                error = self._error(exc, f"reading asset '{key}' from", path)
+                if not isinstance(error, FileNotFoundError):  # a missing bucket is not a missing file
+                    raise error from None
         partition = f" for partition '{partition_key}'" if partition_key is not None else ""
         raise AssetsError(
             f"asset '{key}' has not been materialized{partition}; "
             f"materialize it first: prefect-assets materialize --select +{key}"
         )
 
-    def _remove(self, path: str) -> None:
+    def _remove(self, paths: list[str]) -> None:
         try:
-            self._fs.rm_file(path)
-        except FileNotFoundError:
-            pass
+            if protocols(self._fs) & MULTIPART_PROTOCOLS:
+                # One DeleteObjects request for all of them; S3 does not mind missing keys.
+                self._fs.rm(paths)
+                return
+            for path in paths:
+                try:
+                    self._fs.rm_file(path)
+                except FileNotFoundError:
+                    pass
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            raise self._error(exc, "deleting", paths[0]) from None
+
+    def _error(self, exc: BaseException, action: str, path: str) -> BaseException:
+        return storage_error(exc, action, self._fs.unstrip_protocol(path), self._redact, self._where)
 
 
-def _check_format_options(options: Mapping[str, Mapping[str, Any]]) -> None:
-    for name, opts in options.items():
-        fmt = format_by_name(name)
-        for option in opts:
-            if option not in fmt.option_names:
-                known = ", ".join(sorted(fmt.option_names)) or "none"
-                raise AssetsError(
-                    f"format_options.{name} has no option {option!r}{did_you_mean(option, fmt.option_names)}; "
-                    f"known options: {known}"
-                )
+def _drop_empty(options: dict[str, Any]) -> dict[str, Any]:
+    """Options without ``""``/None values (``${VAR:-}`` left unset), at any depth."""
+    cleaned = {}
+    for name, value in options.items():
+        if isinstance(value, Mapping) and value:
+            value = _drop_empty(dict(value)) or None  # emptied by the cleaning: gone too
+        if value is None or value == "":
+            continue
+        cleaned[name] = value
+    return cleaned

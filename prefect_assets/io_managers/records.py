@@ -31,10 +31,16 @@ from fsspec import AbstractFileSystem
 
 from prefect_assets.assets.keys import AssetKey
 from prefect_assets.errors import AssetsError
+from prefect_assets.io_managers.secrets import Redactor, storage_error
 from prefect_assets.io_managers.storage import write_atomic
 
 #: Characters fsspec's ``cat``/``expand_path`` treat as a glob.
 _GLOB_CHARS = "*?["
+
+#: Reading "from byte 0 to the end" instead of "the file": the same bytes on every backend, but
+#: s3fs then sends one GET. For a plain ``cat_file`` it first asks for the size (a HEAD, to
+#: split large objects into concurrent ranges), which doubles the requests behind ``status``.
+_WHOLE_FILE = {"start": 0}
 
 
 @dataclass(frozen=True)
@@ -101,14 +107,22 @@ class RecordStore:
     Args:
         fs: any fsspec filesystem.
         root: directory (or key prefix) in ``fs``'s form, without protocol.
+        redact: removes the storage's credentials from messages.
+        where: where the storage is configured (``io_managers.lake``), named in messages.
+
+    Only a missing record reads as "no record". Wrong credentials, an unreachable endpoint or
+    a missing bucket raise :class:`~prefect_assets.errors.AssetsError` (one line, exit 2 from
+    the CLI): an unreadable store must never look like assets that were never materialized.
     """
 
-    def __init__(self, fs: AbstractFileSystem, root: str) -> None:
+    def __init__(self, fs: AbstractFileSystem, root: str, redact: Redactor | None = None, where: str = "") -> None:
         self.fs = fs
         self.root = root.rstrip("/")
+        self.redact = redact or Redactor()
+        self.where = where
 
     def __repr__(self) -> str:
-        return f"RecordStore({self.fs.unstrip_protocol(self.root)!r})"
+        return f"RecordStore({self.redact.uri(self.fs.unstrip_protocol(self.root))!r})"
 
     def path(self, key: AssetKey, partition: str | None = None) -> str:
         """Where the record of ``key`` (and ``partition``) lives."""
@@ -119,7 +133,11 @@ class RecordStore:
 
     def write(self, record: MaterializationRecord) -> None:
         """Store ``record`` atomically, replacing the previous one for its key and partition."""
-        write_atomic(self.fs, self.path(AssetKey.parse(record.key), record.partition), record.to_json())
+        path = self.path(AssetKey.parse(record.key), record.partition)
+        try:
+            write_atomic(self.fs, path, record.to_json())
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            raise self._error(exc, "writing the record", path) from None
 
     def read(self, key: AssetKey, partition: str | None = None) -> MaterializationRecord | None:
         """The latest record, or None if there is none.
@@ -129,9 +147,12 @@ class RecordStore:
         """
         path = self.path(key, partition)
         try:
-            data = self.fs.cat_file(path)
-        except FileNotFoundError:
-            return None
+            data = self.fs.cat_file(path, **_WHOLE_FILE)
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            error = self._error(exc, "reading the record", path)
+            if isinstance(error, FileNotFoundError):
+                return None
+            raise error from None
         return self._parse(path, data)
 
     def read_many(
@@ -153,30 +174,41 @@ class RecordStore:
             # fs.cat would expand glob characters (from an unusual partition key); read one by one.
             return {key: self.read(key, partition) for key in paths}
         # A list always yields a dict keyed by the normalized path, with exceptions as values.
-        found = self.fs.cat(list(paths.values()), on_error="return")
+        # On async stores (S3, GCS, Azure) fsspec fetches them concurrently.
+        try:
+            found = self.fs.cat(list(paths.values()), on_error="return", **_WHOLE_FILE)
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            raise self._error(exc, "reading records under", self.root) from None
         out: dict[AssetKey, MaterializationRecord | None] = {}
         for key, path in paths.items():
             data = found[self.fs._strip_protocol(path)]
-            if isinstance(data, FileNotFoundError):
+            if isinstance(data, BaseException):
+                error = self._error(data, "reading the record", path)
+                if not isinstance(error, FileNotFoundError):
+                    raise error from None
                 out[key] = None
-            elif isinstance(data, BaseException):
-                raise data
             else:
                 out[key] = self._parse(path, data)
         return out
 
     def delete(self, key: AssetKey, partition: str | None = None) -> None:
         """Remove the record of ``key`` (and ``partition``); a missing record is not an error."""
+        path = self.path(key, partition)
         try:
-            self.fs.rm_file(self.path(key, partition))
+            self.fs.rm_file(path)
         except FileNotFoundError:
             pass
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            raise self._error(exc, "deleting the record", path) from None
+
+    def _error(self, exc: BaseException, action: str, path: str) -> BaseException:
+        return storage_error(exc, action, self.fs.unstrip_protocol(path), self.redact, self.where)
 
     def _parse(self, path: str, data: bytes) -> MaterializationRecord:
         try:
             return MaterializationRecord.from_json(data)
         except ValueError as e:
-            uri = self.fs.unstrip_protocol(path)
+            uri = self.redact.uri(self.fs.unstrip_protocol(path))
             raise AssetsError(
                 f"{uri} is not a valid materialization record ({e}); delete it and re-materialize the asset"
             ) from None
