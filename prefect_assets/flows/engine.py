@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prefect.futures import PrefectFuture
+from prefect.results import ResultRecord, ResultRecordMetadata
 
 from prefect_assets.assets.keys import AssetKey
 from prefect_assets.assets.selection import select, upstream
@@ -108,7 +109,7 @@ class _Scheduler:
         )
         sorter = graphlib.TopologicalSorter({k: graph.upstream_of(k) & selected for k in self.plan.keys})
         sorter.prepare()
-        finished: queue.Queue[PrefectFuture] = queue.Queue()
+        finished: queue.Queue[AssetKey] = queue.Queue()
         while sorter.is_active():
             resolved_now = False
             for key in sorted(sorter.get_ready()):
@@ -118,7 +119,7 @@ class _Scheduler:
                     sorter.done(key)
                     resolved_now = True
                 else:
-                    self._submit(key).add_done_callback(finished.put)
+                    self._submit(key).add_done_callback(lambda _, key=key: finished.put(key))
             if not resolved_now:
                 sorter.done(self._collect(finished.get()))
         return MaterializeResult([self.outcomes[k] for k in self.plan.keys])
@@ -158,10 +159,9 @@ class _Scheduler:
         self.emit("running", key, None)
         return future
 
-    def _collect(self, future: PrefectFuture) -> AssetKey:
-        key = next(k for k, f in self.futures.items() if f is future)
+    def _collect(self, key: AssetKey) -> AssetKey:
         elapsed = time.perf_counter() - self.started[key]
-        value = future.result(raise_on_failure=False)
+        value = _task_value(self.futures[key])
         if isinstance(value, BaseException):
             self._finish(AssetResult(key, "failed", elapsed, reason=_one_line(value)))
         else:
@@ -173,6 +173,23 @@ class _Scheduler:
     def _finish(self, result: AssetResult) -> None:
         self.outcomes[result.key] = result
         self.emit("done", result.key, result)
+
+
+def _task_value(future: PrefectFuture) -> Any:
+    """What a finished task returned (or raised), read from its final state in memory.
+
+    ``PrefectFuture.result()`` runs a coroutine on Prefect's event-loop thread for every call,
+    which costs several milliseconds per asset on this scheduler thread once that loop is busy
+    with the run's events. A task run without result persistence keeps its value in the final
+    state it hands back, so we read it there and fall back to ``result()`` for anything else.
+    """
+    future.wait()
+    data = future.state.data
+    if isinstance(data, ResultRecord):
+        return data.result
+    if data is None or isinstance(data, ResultRecordMetadata):
+        return future.result(raise_on_failure=False)
+    return data
 
 
 def _loading_io_manager(defs: Definitions, key: AssetKey, up: AssetKey):
