@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import textwrap
 import time
 from pathlib import Path
 from uuid import UUID
