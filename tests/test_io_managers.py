@@ -25,6 +25,7 @@ from prefect_assets.io_managers import (
     OutputContext,
     RecordStore,
     StoredOutput,
+    hashing,
     storage,
 )
 
@@ -491,7 +492,7 @@ class Collect:
 @pytest.mark.parametrize("pieces", [[b"small"], [os.urandom(1 << 20) for _ in range(9)] + [b"tail", memoryview(b"mv")]])
 def test_hashing_writer_versions_exactly_the_bytes_it_forwards(pieces):
     target = Collect()
-    writer = storage.HashingWriter(target, batch_size=2 << 20)
+    writer = hashing.HashingWriter(target, batch_size=2 << 20)
     for piece in pieces:
         writer.write(piece)
     version, size = writer.finish()
@@ -501,7 +502,7 @@ def test_hashing_writer_versions_exactly_the_bytes_it_forwards(pieces):
 
 
 def test_hashing_writer_stops_the_producer_when_the_target_fails():
-    writer = storage.HashingWriter(Collect(fail_after=3 << 20), batch_size=1 << 20, max_batches=2)
+    writer = hashing.HashingWriter(Collect(fail_after=3 << 20), batch_size=1 << 20, max_batches=2)
     with pytest.raises(OSError, match="No space left"):
         for _ in range(100):  # the error surfaces on a later write, long before all 100 MiB
             writer.write(os.urandom(1 << 20))

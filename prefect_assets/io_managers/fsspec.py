@@ -39,15 +39,13 @@ from prefect_assets.io_managers.formats import (
 )
 from prefect_assets.io_managers.records import MaterializationRecord, RecordStore, check_partition
 from prefect_assets.io_managers.secrets import Redactor, storage_error
+from prefect_assets.io_managers.hashing import HashingWriter, content_hasher, version_of
 from prefect_assets.io_managers.storage import (
     MULTIPART_PROTOCOLS,
-    HashingWriter,
-    content_hasher,
     is_local,
     open_atomic,
     protocols,
     read_all,
-    version_of,
 )
 
 #: Top-level directory for our own bookkeeping; no asset key may start with it.
