@@ -399,11 +399,11 @@ def test_runner_options_that_would_be_ignored_are_errors():
 
 
 def test_command_line_runner_type_drops_the_configured_address():
-    from prefect_assets.flows.build import _runner_config
+    from prefect_assets.flows.runners import override_runner
 
     configured = RunnerConfig(type="dask", address="tcp://127.0.0.1:8786")
-    assert _runner_config(configured, "thread", None) == RunnerConfig(type="thread")
-    assert _runner_config(configured, "dask", None) == configured
+    assert override_runner(configured, "thread", None) == RunnerConfig(type="thread")
+    assert override_runner(configured, "dask", None) == configured
 
 
 def test_max_workers_reaches_every_runner():

@@ -16,12 +16,15 @@ from prefect.artifacts import create_table_artifact
 from prefect.states import Failed, State
 
 from prefect_assets.assets.decorator import AssetDefinition
-from prefect_assets.config import RunnerConfig
 from prefect_assets.definitions import Definitions
 from prefect_assets.flows.concurrency import prepare_concurrency_limits
 from prefect_assets.flows.engine import EventCallback, RunPlan, execute_plan, plan_run
 from prefect_assets.flows.results import MaterializeResult
-from prefect_assets.flows.runners import api_shared_with_workers, make_task_runner
+from prefect_assets.flows.runners import (
+    api_shared_with_workers,
+    make_task_runner,
+    override_runner,
+)
 
 
 def build_flow(
@@ -57,7 +60,7 @@ def build_flow(
         >>> flow()                              # doctest: +SKIP
     """
     plan = plan_run(defs, select, partition=partition, stale_only=stale_only, config=config)
-    runner_config = _runner_config(defs.runner, runner, max_workers)
+    runner_config = override_runner(defs.runner, runner, max_workers)
 
     # Prefect sends the flow object to every process-pool, Dask or Ray worker inside the
     # serialized run context, where its body never runs. What the body needs (a progress
@@ -103,7 +106,7 @@ def materialize(
     defs = defs_or_assets if isinstance(defs_or_assets, Definitions) else Definitions(list(defs_or_assets))
     results: list[MaterializeResult] = []
     flow = build_flow(defs, select, results=results, **options)
-    with api_shared_with_workers(_runner_config(defs.runner, options.get("runner"), options.get("max_workers"))):
+    with api_shared_with_workers(override_runner(defs.runner, options.get("runner"), options.get("max_workers"))):
         state: State = flow(return_state=True)
     if not results:  # the flow failed before our body finished: surface Prefect's own error
         state.result()
@@ -149,13 +152,3 @@ def _describe(result: MaterializeResult) -> str:
     if result.failed:
         text += "; failed: " + ", ".join(str(r.key) for r in result.failed)
     return text
-
-
-def _runner_config(configured: RunnerConfig, runner: str | None, max_workers: int | None) -> RunnerConfig:
-    updates: dict[str, Any] = {}
-    if runner is not None and runner != configured.type:
-        # Another runner type on the command line: the configured cluster address is not its.
-        updates.update(type=runner, address=None)
-    if max_workers is not None:
-        updates["max_workers"] = max_workers
-    return RunnerConfig.model_validate({**configured.model_dump(), **updates}) if updates else configured

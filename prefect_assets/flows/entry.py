@@ -28,9 +28,9 @@ from prefect.task_runners import TaskRunner
 
 from prefect_assets.definitions import Definitions
 from prefect_assets.errors import AssetsError
-from prefect_assets.flows.build import _runner_config, final_state, run_plan_in_flow
+from prefect_assets.flows.build import final_state, run_plan_in_flow
 from prefect_assets.flows.engine import plan_run
-from prefect_assets.flows.runners import make_task_runner
+from prefect_assets.flows.runners import make_task_runner, override_runner
 
 #: Partition values resolved against the run's scheduled time instead of taken literally.
 PARTITION_KEYWORDS = ("latest", "yesterday")
@@ -76,7 +76,7 @@ def materialize_assets(
         if partition_key != partition:
             logger.info("partition %r resolved to %r for the run scheduled at %s", partition, partition_key, scheduled)
         plan = plan_run(defs, select, partition=partition_key, stale_only=stale_only, config=config)
-        task_runner = make_task_runner(_runner_config(defs.runner, runner, max_workers))
+        task_runner = make_task_runner(override_runner(defs.runner, runner, max_workers))
     except AssetsError as exc:
         # A user mistake, not a crash: one line in the run's log and state, no traceback.
         logger.error("%s", exc)

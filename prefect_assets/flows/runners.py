@@ -26,8 +26,10 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from pydantic import ValidationError
 
 from prefect_assets.config import RunnerConfig
 from prefect_assets.errors import AssetsError
@@ -108,7 +110,11 @@ def api_shared_with_workers(config: RunnerConfig) -> Iterator[None]:
     the ephemeral server once, here, and put its URL in the settings Prefect hands to its
     workers. With ``PREFECT_API_URL`` set, or under threads, this does nothing.
     """
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        temporary_settings,
+    )
 
     if config.type == "thread" or PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         yield
@@ -164,3 +170,24 @@ def _import_extra(runner_type: str):
         raise AssetsError(
             f"runner '{runner_type}' needs the {extra} extra: pip install 'prefect-assets[{extra}]'"
         ) from None
+
+
+def override_runner(configured: RunnerConfig, runner: str | None, max_workers: int | None) -> RunnerConfig:
+    """The configured runner with a run's overrides (``--runner``, ``--max-workers``) applied.
+
+    Raises:
+        AssetsError: an unknown runner type or a worker count below 1.
+    """
+    updates: dict[str, Any] = {}
+    if runner is not None and runner != configured.type:
+        # Another runner type on the command line: the configured cluster address is not its.
+        updates.update(type=runner, address=None)
+    if max_workers is not None:
+        updates["max_workers"] = max_workers
+    if not updates:
+        return configured
+    try:
+        return RunnerConfig.model_validate({**configured.model_dump(), **updates})
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise AssetsError(f"runner override: {detail}") from None
