@@ -117,7 +117,11 @@ def asset_task(run: AssetRun, defaults: DefaultsConfig, upstream_uris: list[str]
     # tag of every task run (a lease round trip each), so a tag we added to every asset would
     # cost every asset, tens of milliseconds under load.
     tags = {f"{k}:{v}" for k, v in definition.tags.items()}
-    return _BASE_TASK.with_options(
+    # Built directly rather than by ``with_options`` on a base task, which inspects
+    # ``Task.__init__``'s signature and copies every option on each call: a millisecond per asset
+    # on the flow's scheduling thread.
+    return MaterializingTask(
+        fn=_TASK_FN,
         name=str(run.key),
         task_run_name=str(run.key),
         description=definition.description or f"Materialize asset {run.key}",
@@ -129,6 +133,9 @@ def asset_task(run: AssetRun, defaults: DefaultsConfig, upstream_uris: list[str]
             else defaults.retry_delay_seconds
         ),
         tags=tags,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+        log_prints=True,
     )
 
 
@@ -232,28 +239,18 @@ class _AssetTaskFn:
     """The function behind every asset's Prefect task: unwrap the arguments, materialize.
 
     A callable object rather than a function on purpose: Prefect's ``Task()`` calls
-    ``inspect.getsource`` on its function at every construction (``with_options`` included),
-    which stats and tokenizes the source file, milliseconds per asset on our scheduler thread.
-    For an object ``getsource`` gives up at once; nothing else needs the source, since asset
-    tasks never use Prefect's cache (their code version is ours).
+    ``inspect.getsource`` on its function at every construction, which stats and tokenizes the
+    source file, and hashes the function's code for the task key; for an object without a
+    ``__qualname__`` both give up at once (the task key is then the class's qualified name).
+    Nothing needs the source: asset tasks never use Prefect's cache (their code version is
+    ours), and every task is named after its asset.
     """
-
-    def __init__(self) -> None:
-        # What Prefect reads for the task key and default names (the class keeps its own
-        # qualified name, so instances still pickle by reference).
-        self.__name__ = self.__qualname__ = "materialize_asset"
 
     def __call__(self, run: Sealed, upstream_records: Sealed) -> MaterializationRecord:
         return materialize_asset(run.value, upstream_records.value)
 
 
-_BASE_TASK = MaterializingTask(
-    fn=_AssetTaskFn(),
-    assets=["assets://placeholder"],
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    log_prints=True,
-)
+_TASK_FN = _AssetTaskFn()
 
 
 def _data_version(record: MaterializationRecord | None) -> str | None:
