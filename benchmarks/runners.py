@@ -5,8 +5,17 @@ one second of pure-Python CPU (the loop size is calibrated on this machine first
 materialized with ``runner: thread``, ``process`` and ``dask`` (a local cluster), each with
 two workers, through a real Prefect flow run against one Prefect server. Threads share one
 GIL, so they take about eight seconds; two processes or two Dask workers should take about
-four, plus the runner's start-up (spawning the workers, importing Prefect in them), which is
-part of every run and therefore counted.
+four, plus the runner's start-up (forking the worker processes, a local Dask cluster's
+scheduler and nannies, the process pool's set-up), which is part of every run and therefore
+counted.
+
+Each runner first runs once, untimed, and that first run's wall time is printed on its own:
+it also pays, once per Python process, for starting the forkserver the workers fork from
+(a process that imports Prefect; see ``prefect_assets/flows/warm_start.py``), and for the
+first local Dask cluster, Dask's own imports in this process. The timed runs are what every
+later run costs in a process that has done one (a notebook, a script materializing in a
+loop). The CLI, one run per process, starts the forkserver as the run begins, so it warms up
+while Prefect's ephemeral API server starts (10-20 s), which takes longer.
 
 A fourth leg, ``dask@addr``, runs on a standing local cluster (started and warmed once, used
 through ``runner: {type: dask, address: ...}``), the way production Dask is run.
@@ -91,6 +100,8 @@ def main() -> None:
     os.environ["BENCH_WORK"] = str(calibrate())
     print(f"cores: {os.cpu_count()}, workers: {args.workers}, 8 assets x ~1 s of CPU each", flush=True)
     run_once("thread", args.workers)  # warm up the Prefect server and imports, untimed
+    first = {runner: run_once(runner, args.workers)[0] for runner in runners if runner != "thread"}
+    print("first run in this process (untimed): " + ", ".join(f"{r} {s:.2f} s" for r, s in first.items()), flush=True)
     legs = [(runner, runner, None) for runner in runners]
     cluster = None
     if "dask" in runners:

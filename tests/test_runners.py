@@ -365,6 +365,61 @@ def test_cli_example_on_external_dask_cluster_with_s3(project, prefect_server, d
     assert s3.filesystem().exists(f"{s3.bucket}/shop/reports/kpis.json")
 
 
+WORKER_FACTS = '''
+import os
+
+from prefect_assets import AssetContext, asset
+
+MARK_AT_IMPORT = os.environ.get("PA_TEST_MARK")  # read before Prefect hands the task its environment
+
+
+@asset
+def facts(context: AssetContext) -> dict:
+    context.log.warning("facts from a worker: VERSION")
+    with open(f"/proc/{os.getppid()}/cmdline", "rb") as parent:
+        started_by = parent.read().replace(b"\\0", b" ").decode()
+    return {"code": "VERSION", "pid": os.getpid(), "started_by": started_by, "mark": MARK_AT_IMPORT}
+'''
+
+
+@pytest.mark.prefect
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the worker's parent from /proc")
+@pytest.mark.parametrize("runner_type", ["process", "dask"])
+def test_workers_fork_from_the_forkserver_and_run_edited_code(runner_type, tmp_path, prefect_server, monkeypatch):
+    """Process-pool and local Dask workers are forked from the forkserver, yet each run's
+    workers are new processes: an asset edited between two runs in the same Python process
+    runs its new code, and a variable set in between is in the workers' environment. The
+    workers' log lines still reach the flow run on the Prefect server."""
+    from prefect_assets import materialize
+    from tests.prefect_output import prefect_texts
+
+    if runner_type == "dask" and _missing("prefect_dask"):
+        pytest.skip("prefect-dask not installed")
+    module = f"facts_{runner_type}_assets"
+    root = write_project(tmp_path / "proj", module, WORKER_FACTS.replace("VERSION", "first"), str(tmp_path / "data"))
+    key = AssetKey.parse("facts")
+
+    def run() -> dict:
+        defs = Definitions.load(root)
+        result = materialize(defs, runner=runner_type, max_workers=1)
+        assert result.success, result.summary_rows()
+        record = defs.read_records([key])[key]
+        facts = defs.io_manager_for(key).load_input(InputContext(key, None, record))
+        prefect_texts(result.flow_run_id, wait_for=f"facts from a worker: {facts['code']}")
+        return facts
+
+    monkeypatch.setenv("PA_TEST_MARK", "before the edit")
+    first = run()
+    (root / f"{module}.py").write_text(textwrap.dedent(WORKER_FACTS.replace("VERSION", "second, edited")))
+    monkeypatch.setenv("PA_TEST_MARK", "after the edit")
+    second = run()
+
+    assert "multiprocessing.forkserver" in first["started_by"], first["started_by"]
+    assert (first["code"], first["mark"]) == ("first", "before the edit")
+    assert (second["code"], second["mark"]) == ("second, edited", "after the edit")
+    assert second["pid"] != first["pid"]
+
+
 # --- runner construction: no flow run needed -------------------------------------------------
 
 
@@ -417,6 +472,8 @@ def test_max_workers_reaches_every_runner():
     assert default_thread._max_workers <= 32  # bounded, unlike Prefect's own default
     process = make_task_runner(RunnerConfig(type="process", max_workers=3))
     assert isinstance(process, ProcessPoolTaskRunner) and process._max_workers == 3
+    duplicate = process.duplicate()  # what Prefect runs: a copy per flow run, still forking
+    assert type(duplicate) is type(process) and duplicate._max_workers == 3
     if not _missing("prefect_dask"):
         dask = make_task_runner(RunnerConfig(type="dask", max_workers=3))
         assert dask.cluster_kwargs["n_workers"] == 3 and dask.cluster_kwargs["threads_per_worker"] == 1

@@ -25,6 +25,7 @@ from prefect_assets.flows.runners import (
     make_task_runner,
     override_runner,
 )
+from prefect_assets.flows.warm_start import start_early
 
 
 def build_flow(
@@ -104,9 +105,13 @@ def materialize(
         True
     """
     defs = defs_or_assets if isinstance(defs_or_assets, Definitions) else Definitions(list(defs_or_assets))
+    runner_config = override_runner(defs.runner, options.get("runner"), options.get("max_workers"))
+    # First, so that the forkserver's imports overlap the rest, above all the ephemeral
+    # server's start-up in api_shared_with_workers (10-20 s on a small machine).
+    start_early(runner_config)
     results: list[MaterializeResult] = []
     flow = build_flow(defs, select, results=results, **options)
-    with api_shared_with_workers(override_runner(defs.runner, options.get("runner"), options.get("max_workers"))):
+    with api_shared_with_workers(runner_config):
         state: State = flow(return_state=True)
     if not results:  # the flow failed before our body finished: surface Prefect's own error
         state.result()

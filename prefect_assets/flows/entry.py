@@ -31,6 +31,7 @@ from prefect_assets.errors import AssetsError
 from prefect_assets.flows.build import final_state, run_plan_in_flow
 from prefect_assets.flows.engine import plan_run
 from prefect_assets.flows.runners import make_task_runner, override_runner
+from prefect_assets.flows.warm_start import start_early
 
 #: Partition values resolved against the run's scheduled time instead of taken literally.
 PARTITION_KEYWORDS = ("latest", "yesterday")
@@ -76,12 +77,14 @@ def materialize_assets(
         if partition_key != partition:
             logger.info("partition %r resolved to %r for the run scheduled at %s", partition, partition_key, scheduled)
         plan = plan_run(defs, select, partition=partition_key, stale_only=stale_only, config=config)
-        task_runner = make_task_runner(override_runner(defs.runner, runner, max_workers))
+        runner_config = override_runner(defs.runner, runner, max_workers)
+        task_runner = make_task_runner(runner_config)
     except AssetsError as exc:
         # A user mistake, not a crash: one line in the run's log and state, no traceback.
         logger.error("%s", exc)
         return Failed(message=str(exc))
 
+    start_early(runner_config)  # the forkserver's imports overlap the concurrency-limit set-up
     with task_runner, _submitting_to(task_runner):
         result = run_plan_in_flow(defs, plan)
     return final_state(result)

@@ -7,11 +7,16 @@ into the Prefect task runner that executes the assets:
 ``type``      Prefect task runner                   ``max_workers`` / ``address``
 ============  ====================================  ===========================================
 ``thread``    ``ThreadPoolTaskRunner`` (default)    threads (default ``min(32, cores + 4)``)
-``process``   ``ProcessPoolTaskRunner``             processes (default: one per core)
+``process``   ``ProcessPoolTaskRunner`` (forked     processes (default: one per core)
+              from a warm forkserver)
 ``dask``      ``prefect_dask.DaskTaskRunner``       local cluster of n single-threaded worker
                                                     processes, or ``address: tcp://host:8786``
 ``ray``       ``prefect_ray.RayTaskRunner``         local Ray with n CPUs, or ``address``
 ============  ====================================  ===========================================
+
+Worker processes (the process pool, a local Dask cluster) fork from a forkserver that has
+already imported Prefect, instead of each importing it in every run: see
+:mod:`prefect_assets.flows.warm_start`.
 
 Nothing else in the package knows which runner is in use: assets receive their inputs from
 storage and write their outputs to storage, so every runner runs every asset the same way.
@@ -25,14 +30,21 @@ import importlib
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from pydantic import ValidationError
+from typing_extensions import Self
 
 from prefect_assets.config import RunnerConfig
 from prefect_assets.errors import AssetsError
+from prefect_assets.flows.warm_start import (
+    local_dask_cluster,
+    match_parent_environment,
+    worker_context,
+)
 
 #: The package each optional runner needs, and the extra that installs it.
 _EXTRAS = {"dask": ("prefect_dask", "dask"), "ray": ("prefect_ray", "ray")}
@@ -72,13 +84,62 @@ def make_task_runner(config: RunnerConfig) -> TaskRunner:
         # concurrent.futures' default keeps a wide graph from starting hundreds of threads.
         return ThreadPoolTaskRunner(max_workers=config.max_workers or min(32, (os.cpu_count() or 1) + 4))
     if config.type == "process":
-        _quiet_tag_warning()
-        return ProcessPoolTaskRunner(max_workers=config.max_workers)
+        runner = ForkserverProcessPoolTaskRunner(max_workers=config.max_workers)
+        _quiet_tag_warning(runner.logger)
+        return runner
     if config.type == "dask":
         return _dask_runner(config)
     if config.type == "ray":
         return _ray_runner(config)
     raise AssetsError(f"unknown runner type '{config.type}'; use thread, process, dask or ray")
+
+
+class ForkserverProcessPoolTaskRunner(ProcessPoolTaskRunner):
+    """Prefect's process pool, with workers forked from the warm forkserver instead of spawned.
+
+    Everything else is Prefect's: event and log forwarding from the workers, the user
+    ``initializer``, futures, cancellation. ``duplicate()`` (Prefect duplicates the runner for
+    every flow run) builds ``type(self)``, so the copy is this class too.
+
+    Prefect's ``__enter__`` creates its ``ProcessPoolExecutor`` with a hard-coded
+    ``multiprocessing.get_context("spawn")``, and no option changes it. The executor starts no
+    process until the first task is submitted, so this lets Prefect build it, then replaces it
+    with one that differs only in its context and initializer: the same size, and Prefect's own
+    initializer (which installs the forwarding) run after :func:`match_parent_environment`.
+    Reproducing Prefect's ``__enter__`` instead would copy its queue and forwarding thread
+    set-up. If the executor is not what this expects (another Prefect or Python version), the
+    run keeps Prefect's spawned workers: slower, never wrong.
+
+    Example:
+        >>> with ForkserverProcessPoolTaskRunner(max_workers=2) as runner:   # doctest: +SKIP
+        ...     runner.submit(my_task, {"x": 1}).result()
+    """
+
+    def __enter__(self) -> Self:
+        super().__enter__()
+        spawning = self._executor
+        if not _unstarted_pool(spawning):
+            return self
+        context = worker_context()
+        if context.get_start_method() == spawning._mp_context.get_start_method():
+            return self  # no forkserver here (Windows): Prefect's pool is already right
+        self._executor = ProcessPoolExecutor(
+            max_workers=spawning._max_workers,
+            mp_context=context,
+            initializer=match_parent_environment,
+            initargs=(dict(os.environ), spawning._initializer, spawning._initargs),
+        )
+        spawning.shutdown()
+        return self
+
+
+def _unstarted_pool(executor: Any) -> bool:
+    """A ``ProcessPoolExecutor`` with no worker started and the attributes we copy from it."""
+    return (
+        isinstance(executor, ProcessPoolExecutor)
+        and all(hasattr(executor, a) for a in ("_max_workers", "_mp_context", "_initializer", "_initargs"))
+        and not getattr(executor, "_processes", None)
+    )
 
 
 class _DropTagWarning(logging.Filter):
@@ -94,8 +155,7 @@ class _DropTagWarning(logging.Filter):
         return "tags but only" not in record.getMessage()
 
 
-def _quiet_tag_warning() -> None:
-    logger = logging.getLogger("prefect.task_runner.processpool")
+def _quiet_tag_warning(logger: logging.Logger) -> None:
     if not any(isinstance(f, _DropTagWarning) for f in logger.filters):
         logger.addFilter(_DropTagWarning())
 
@@ -136,7 +196,8 @@ def _dask_runner(config: RunnerConfig) -> TaskRunner:
     if config.address is not None:
         return module.DaskTaskRunner(address=config.address)
     return module.DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
+        # distributed.LocalCluster, its workers forked from the warm forkserver.
+        cluster_class=local_dask_cluster,
         cluster_kwargs={
             # One thread per worker process: assets are usually CPU-bound Python, which
             # threads inside one process would serialize on the GIL.

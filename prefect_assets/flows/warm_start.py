@@ -1,0 +1,157 @@
+"""Worker processes forked from a warm forkserver instead of spawned cold.
+
+A process-pool worker or a local Dask worker started with ``spawn`` is a new interpreter that
+imports Prefect before it runs its first asset: seconds of CPU per worker, in every run, on
+the cores the assets need. On Linux and macOS, :mod:`multiprocessing`'s *forkserver* start
+method pays that once: one helper process, the forkserver, imports Prefect, prefect-assets
+(and ``distributed`` when installed), and every worker is a fork of it, ready in milliseconds.
+
+- **One forkserver per parent process** (multiprocessing keeps it as a singleton). The first
+  run that needs workers starts it, or :func:`start_early` does, in the background, as soon as
+  a run knows its runner; it lives until the parent exits, so later runs in the same process
+  (a notebook, a script that materializes in a loop) fork at once. A CLI command, and each
+  flow run that ``serve`` or a Prefect worker starts, is a process of its own: it starts its
+  forkserver as the run begins, while the run does its own set-up.
+- **Workers are still new processes per run**, and the forkserver never imports the project: each
+  worker imports the project's modules itself, so an edited asset runs its new code in the
+  next run. Only Prefect and prefect-assets are imported once per parent process.
+- **What a worker takes from the parent, as under spawn**: ``sys.path``, the working
+  directory and ``__main__`` (multiprocessing sends them at every start), and the environment,
+  which the forkserver froze when it started: :func:`match_parent_environment` (process pool) and
+  :func:`local_dask_cluster` (Dask nannies' ``env``) hand over the parent's current one.
+- **Windows** has no forkserver: workers are spawned, as before.
+
+This module imports neither Prefect nor Dask at import time, so a command can start the
+forkserver before it imports them itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import multiprocessing.forkserver
+import os
+from collections.abc import Callable
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from prefect_assets.config import RunnerConfig
+
+
+def forkserver_available() -> bool:
+    """Whether this platform has the forkserver start method (Linux, macOS; not Windows)."""
+    return "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def preload_modules() -> list[str]:
+    """What the forkserver imports before it forks anything: the modules every worker needs.
+
+    ``distributed`` when the dask extra is installed, Prefect's task engine (the bulk of
+    Prefect), our task module and this one (the process pool's worker initializer). Never the
+    project's modules, which each worker imports fresh.
+
+    ``distributed`` goes first, as in a spawned Dask worker: it gives its loggers a handler
+    of their own only if the root logger has none yet, and Prefect's import adds one. The
+    other way round Dask's workers log through Prefect's console handler, which Dask's
+    ``silence_logs`` does not reach, and every worker's start-up chatter shows.
+    """
+    modules = ["prefect.task_engine", "prefect_assets.flows.tasks", __name__]
+    if importlib.util.find_spec("distributed") is not None:
+        modules.insert(0, "distributed")
+    return modules
+
+
+def worker_context() -> BaseContext:
+    """The multiprocessing context worker processes start from: the forkserver, else spawn.
+
+    Also (re)sets the forkserver's preload list. Dask sets its own list (``distributed`` and
+    a few packages, no Prefect) whenever its nannies use the forkserver; it takes effect only
+    if the forkserver is not running yet, so :func:`local_dask_cluster` starts it first.
+    """
+    if not forkserver_available():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(preload_modules())
+    return context
+
+
+def start_forkserver() -> None:
+    """Start the forkserver (with its preloads) if it is not running; returns at once.
+
+    The forkserver imports its preloads in the background; a worker started meanwhile waits
+    for it. Cheap when it is already up (one ``waitpid``).
+    """
+    if forkserver_available():
+        worker_context()
+        multiprocessing.forkserver.ensure_running()
+
+
+def forks_workers(config: RunnerConfig) -> bool:
+    """Whether a run on ``config`` starts worker processes from the forkserver: the process
+    pool and a local Dask cluster (not threads, not Ray, not an existing cluster's address)."""
+    if not forkserver_available():
+        return False
+    return config.type == "process" or (config.type == "dask" and config.address is None)
+
+
+def start_early(config: RunnerConfig) -> None:
+    """Start the forkserver now if a run on ``config`` will fork its workers from it.
+
+    Call it as soon as the runner is known: the forkserver's imports then overlap whatever
+    the run does before its first asset (importing Prefect, starting the ephemeral API server).
+    """
+    if forks_workers(config):
+        start_forkserver()
+
+
+def match_parent_environment(
+    environ: dict[str, str], initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()
+) -> None:
+    """Process-pool worker initializer: take the parent's environment, then run ``initializer``.
+
+    A spawned worker inherits the parent's environment as it is when the pool starts; a forked
+    one has the forkserver's, frozen when it started (possibly during an earlier run). Prefect
+    read its settings and configured logging from that environment at import, in the forkserver,
+    so when a ``PREFECT_`` variable differs they are read again, as a spawned worker would.
+    """
+    prefect_before = _prefect_variables(os.environ)
+    if environ != os.environ:
+        os.environ.clear()
+        os.environ.update(environ)
+    if _prefect_variables(os.environ) != prefect_before:
+        from prefect.context import refresh_global_settings_context
+        from prefect.logging.configuration import setup_logging
+
+        refresh_global_settings_context()
+        setup_logging()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _prefect_variables(environ: Any) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k.startswith("PREFECT_")}
+
+
+def local_dask_cluster(**cluster_kwargs: Any) -> Any:
+    """A ``distributed.LocalCluster`` whose worker processes fork from the forkserver.
+
+    Dask's nannies start workers with the method in the dask config key
+    ``distributed.worker.multiprocessing-method`` (default ``spawn``). It is set to
+    ``forkserver`` only while this cluster starts its workers, so nothing else in the process
+    changes; a worker its nanny restarts later is spawned, as Dask does by default. The
+    workers get the parent's current environment through the nannies' ``env`` (the
+    forkserver's own is from when it started), with ``cluster_kwargs["env"]`` on top.
+
+    prefect-dask creates the cluster when the first asset is submitted, not when the task
+    runner starts, so it calls this as its ``cluster_class``.
+    """
+    from distributed import LocalCluster
+
+    if not forkserver_available():
+        return LocalCluster(**cluster_kwargs)
+    import dask
+
+    start_forkserver()  # before Dask's nannies, so it runs with our preloads, not Dask's
+    env = {**os.environ, **cluster_kwargs.pop("env", {})}
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        return LocalCluster(**cluster_kwargs, env=env)
