@@ -140,9 +140,10 @@ def wait_for_server_to_catch_up(expected_task_runs: int, timeout: float = 600) -
                 break
             time.sleep(0.5)
     servers = psutil.Process().children(recursive=True)
+    for server in servers:
+        server.cpu_percent(interval=None)  # the first call only starts psutil's measurement
     quiet = 0
     while quiet < 3 and time.monotonic() < deadline:
-        busy = sum(p.cpu_percent(interval=None) for p in servers)
         time.sleep(0.5)
         busy = sum(p.cpu_percent(interval=None) for p in servers)
         quiet = quiet + 1 if busy < 5 else 0

@@ -105,12 +105,12 @@ def materialize(
         True
     """
     defs = defs_or_assets if isinstance(defs_or_assets, Definitions) else Definitions(list(defs_or_assets))
-    runner_config = override_runner(defs.runner, options.get("runner"), options.get("max_workers"))
-    # First, so that the forkserver's imports overlap the rest, above all the ephemeral
-    # server's start-up in api_shared_with_workers (10-20 s on a small machine).
-    start_early(runner_config)
     results: list[MaterializeResult] = []
-    flow = build_flow(defs, select, results=results, **options)
+    flow = build_flow(defs, select, results=results, **options)  # bad input raises here, nothing started
+    runner_config = override_runner(defs.runner, options.get("runner"), options.get("max_workers"))
+    # Before the ephemeral server's start-up in api_shared_with_workers (10-20 s on a small
+    # machine), so the forkserver's imports overlap it.
+    start_early(runner_config)
     with api_shared_with_workers(runner_config):
         state: State = flow(return_state=True)
     if not results:  # the flow failed before our body finished: surface Prefect's own error
