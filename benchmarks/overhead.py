@@ -189,6 +189,9 @@ def main() -> None:
         ours, plain, lineage = (min(times[label]) for label in LEGS)
         print(f"{n:>7} {ours:>17.2f} {plain:>8.2f} {ours / plain:>6.2f} {lineage:>15.2f} {ours / lineage:>6.2f}",
               flush=True)
+    # Let the server record the last run before this process (and the server with it) exits:
+    # otherwise its shutdown cancels the recording mid-write and prints the tracebacks.
+    wait_for_server_to_catch_up(task_runs)
 
 
 if __name__ == "__main__":

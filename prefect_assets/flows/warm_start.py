@@ -4,7 +4,9 @@ A process-pool worker or a local Dask worker started with ``spawn`` is a new int
 imports Prefect before it runs its first asset: seconds of CPU per worker, in every run, on
 the cores the assets need. On Linux and macOS, :mod:`multiprocessing`'s *forkserver* start
 method pays that once: one helper process, the forkserver, imports Prefect, prefect-assets
-(and ``distributed`` when installed), and every worker is a fork of it, ready in milliseconds.
+(and ``distributed`` when installed) and does the rest of a worker's first-task set-up
+(:mod:`prefect_assets.flows.forkserver_preload`), and every worker is a fork of it, ready in
+milliseconds.
 
 - **One forkserver per parent process** (multiprocessing keeps it as a singleton). The first
   run that needs workers starts it, or :func:`start_early` does, in the background, as soon as
@@ -46,16 +48,18 @@ def forkserver_available() -> bool:
 def preload_modules() -> list[str]:
     """What the forkserver imports before it forks anything: the modules every worker needs.
 
-    ``distributed`` when the dask extra is installed, Prefect's task engine (the bulk of
-    Prefect), our task module and this one (the process pool's worker initializer). Never the
-    project's modules, which each worker imports fresh.
+    ``distributed`` when the dask extra is installed, then
+    :mod:`prefect_assets.flows.forkserver_preload`, which imports Prefect's task engine (the
+    bulk of Prefect), our task module and this one (the process pool's worker initializer),
+    does the rest of what a worker did in its first task, and freezes the heap it leaves.
+    Never the project's modules, which each worker imports fresh.
 
     ``distributed`` goes first, as in a spawned Dask worker: it gives its loggers a handler
     of their own only if the root logger has none yet, and Prefect's import adds one. The
     other way round Dask's workers log through Prefect's console handler, which Dask's
     ``silence_logs`` does not reach, and every worker's start-up chatter shows.
     """
-    modules = ["prefect.task_engine", "prefect_assets.flows.tasks", __name__]
+    modules = ["prefect_assets.flows.forkserver_preload"]
     if importlib.util.find_spec("distributed") is not None:
         modules.insert(0, "distributed")
     return modules
