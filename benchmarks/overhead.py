@@ -12,6 +12,11 @@ twice per round in one process against one Prefect server:
   with their asset URI and upstream ``asset_deps``, so Prefect emits the same asset events
   (lineage) ours does: the like-for-like cost of what a Prefect user writes to get lineage.
 
+Each baseline runs twice: in a sync flow (what a Prefect user usually writes) and in an async
+flow whose body runs in a thread, the way ``materialize()`` runs ours. Prefect 3.8 ends a sync
+flow run by joining a heartbeat thread that sleeps in one-second steps, so a sync run is
+rounded up to a whole second; the async columns compare like with like.
+
 All use ``ThreadPoolTaskRunner(max_workers=W)``. The Prefect server records task runs
 asynchronously, so before each timed run the benchmark waits until the server has recorded
 every task run so far: each side starts on an idle server instead of paying for the other's
@@ -24,11 +29,13 @@ Run:  python benchmarks/overhead.py --sizes 200 1000 --rounds 2
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import pickle
 import shutil
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -37,6 +44,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.context import SyncClientContext  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import MaterializingTask  # noqa: E402
 
@@ -95,7 +103,8 @@ def run_prefect_assets(ups: dict[str, list[str]], workers: int, folder: Path) ->
     return elapsed
 
 
-def run_plain_prefect(ups: dict[str, list[str]], workers: int, folder: Path, lineage: bool = False) -> float:
+def run_plain_prefect(ups: dict[str, list[str]], workers: int, folder: Path, lineage: bool = False,
+                      asynchronous: bool = False) -> float:
     def work(name: str, parents: list[str]) -> None:
         values = [pickle.loads((folder / f"{p}.pkl").read_bytes()) for p in parents]
         (folder / f"{name}.pkl").write_bytes(pickle.dumps(combine(*values)))
@@ -109,16 +118,26 @@ def run_plain_prefect(ups: dict[str, list[str]], workers: int, folder: Path, lin
                                      task_run_name=name, cache_policy=NO_CACHE, persist_result=False)
         return task(work, task_run_name=name, cache_policy=NO_CACHE, persist_result=False)
 
-    @flow(task_runner=ThreadPoolTaskRunner(max_workers=workers), persist_result=False)
-    def plain_graph() -> None:
+    def submit_and_wait() -> None:
         futures = {}
         for name, parents in ups.items():
             futures[name] = node_task(name, parents).submit(name, parents, wait_for=[futures[p] for p in parents])
         for future in futures.values():
             future.wait()
 
+    def in_thread() -> None:
+        with SyncClientContext.get_or_create():  # one API client for all tasks, as a sync flow has
+            submit_and_wait()
+
+    async def submit_and_wait_in_thread() -> None:
+        await asyncio.to_thread(in_thread)
+
+    plain_graph = flow(submit_and_wait_in_thread if asynchronous else submit_and_wait, name="plain-graph",
+                       task_runner=ThreadPoolTaskRunner(max_workers=workers), persist_result=False)
+    run = (lambda: asyncio.run(plain_graph())) if asynchronous else plain_graph
+
     started = time.perf_counter()
-    plain_graph()
+    run()
     elapsed = time.perf_counter() - started
     assert len(list(folder.glob("*.pkl"))) == len(ups)
     return elapsed
@@ -149,11 +168,13 @@ def wait_for_server_to_catch_up(expected_task_runs: int, timeout: float = 600) -
         quiet = quiet + 1 if busy < 5 else 0
 
 
-#: What is timed, in the order of the first round.
+#: What is timed, in the order of the first round: label -> (column heading, run).
 LEGS = {
-    "ours": run_prefect_assets,
-    "task": run_plain_prefect,
-    "materialize": lambda ups, workers, folder: run_plain_prefect(ups, workers, folder, lineage=True),
+    "ours": ("prefect-assets s", run_prefect_assets),
+    "task": ("@task sync", run_plain_prefect),
+    "task-async": ("@task async", partial(run_plain_prefect, asynchronous=True)),
+    "materialize": ("@materialize sync", partial(run_plain_prefect, lineage=True)),
+    "materialize-async": ("@materialize async", partial(run_plain_prefect, lineage=True, asynchronous=True)),
 }
 
 
@@ -164,31 +185,33 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
 
-    # Warm up the server and both code paths once, untimed.
+    # Warm up the server and every code path once, untimed.
     with tempfile.TemporaryDirectory() as tmp:
         small = upstream_pairs(layered_graph(20))
-        for label, run in LEGS.items():
+        for label, (_, run) in LEGS.items():
             Path(tmp, label).mkdir()
             run(small, args.workers, Path(tmp, label))
     task_runs = len(LEGS) * 20
 
-    print(f"{'assets':>7} {'prefect-assets s':>17} {'@task s':>8} {'ratio':>6} {'@materialize s':>15} {'ratio':>6}")
+    baselines = [label for label in LEGS if label != "ours"]
+    print(f"{'assets':>7} {LEGS['ours'][0]:>17}" + "".join(f" {LEGS[b][0]:>19} {'ratio':>6}" for b in baselines))
     for n in args.sizes:
         ups = upstream_pairs(layered_graph(n))
         times: dict[str, list[float]] = {label: [] for label in LEGS}
         for round_ in range(args.rounds):
             order = list(LEGS.items())
-            for label, runner in order[round_ % 3:] + order[:round_ % 3]:
+            shift = round_ % len(order)
+            for label, (_, run) in order[shift:] + order[:shift]:
                 folder = Path(tempfile.mkdtemp(prefix=f"overhead-{label}-"))
                 wait_for_server_to_catch_up(task_runs)
                 try:
-                    times[label].append(runner(ups, args.workers, folder))
+                    times[label].append(run(ups, args.workers, folder))
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
                 task_runs += n
-        ours, plain, lineage = (min(times[label]) for label in LEGS)
-        print(f"{n:>7} {ours:>17.2f} {plain:>8.2f} {ours / plain:>6.2f} {lineage:>15.2f} {ours / lineage:>6.2f}",
-              flush=True)
+        best = {label: min(seconds) for label, seconds in times.items()}
+        print(f"{n:>7} {best['ours']:>17.2f}"
+              + "".join(f" {best[b]:>19.2f} {best['ours'] / best[b]:>6.2f}" for b in baselines), flush=True)
     # Let the server record the last run before this process (and the server with it) exits:
     # otherwise its shutdown cancels the recording mid-write and prints the tracebacks.
     wait_for_server_to_catch_up(task_runs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import shutil
@@ -292,6 +293,19 @@ def test_selection_runs_only_what_is_selected(prefect_server, project):
         "prices": records[AssetKey.parse("prices")].data_version,
     }
     assert records[AssetKey.parse("orders")].run_id == raw.flow_run_id
+
+
+def test_materialize_works_under_a_running_event_loop(prefect_server, project):
+    """A notebook (or any async application) calls materialize() with an event loop running."""
+
+    async def notebook_cell():
+        return materialize(Definitions.load(project), "prices")
+
+    result = asyncio.run(notebook_cell())
+    assert statuses(result) == {"prices": "materialized"} and result.state == "Completed"
+    flow_run, task_runs, artifacts = read_from_prefect(result.flow_run_id, 1)
+    assert flow_run.state.type == StateType.COMPLETED and [t.name for t in task_runs] == ["prices"]
+    assert [a.type for a in artifacts] == ["table"]
 
 
 def test_to_flow_returns_the_prefect_flow(prefect_server, project):

@@ -90,11 +90,17 @@ def flow_run_state(flow_run_id: str):
 
 
 def task_runs(flow_run_id: str) -> dict[str, object]:
+    """The flow run's task runs by name, once the server has recorded their final states.
+
+    Task runs reach the server through Prefect's event pipeline, a moment after the flow run
+    returns: read too early and a run still has its provisional name and Pending state.
+    """
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from prefect_assets.deployments.run import task_runs as settled_task_runs
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])))
+        runs = settled_task_runs(client, uuid.UUID(flow_run_id), settle_seconds=30)
     return {run.name: run for run in runs}
 
 
