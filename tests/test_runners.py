@@ -489,6 +489,25 @@ def test_max_workers_reaches_every_runner():
         assert ray.init_kwargs["num_cpus"] == 3
 
 
+def test_workers_get_the_settings_of_the_run_that_submits_them():
+    """Dask and Ray workers receive settings serialized once per run: the run's own, every time."""
+    from prefect.context import serialize_context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from prefect_assets.flows.runners import settings_serialized_once
+
+    def api_url_sent_to_workers() -> str:
+        return serialize_context()["settings_context"]["settings"]["api"]["url"]
+
+    for url in ("http://127.0.0.1:4201/api", "http://127.0.0.1:4202/api"):
+        with temporary_settings(updates={PREFECT_API_URL: url}), settings_serialized_once():
+            first = serialize_context()["settings_context"]
+            assert api_url_sent_to_workers() == url
+            assert serialize_context()["settings_context"] is first  # serialized once for the run
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            assert serialize_context()["settings_context"] == first  # what Prefect itself sends
+
+
 def test_assets_import_in_a_process_started_elsewhere(tmp_path):
     """A pickled asset carries its module's root: a fresh interpreter in another cwd, without
     the project on sys.path, imports it (what Dask and Ray workers do)."""

@@ -31,6 +31,7 @@ from prefect_assets.flows.runners import (
     api_shared_with_workers,
     make_task_runner,
     override_runner,
+    settings_serialized_once,
 )
 from prefect_assets.flows.warm_start import start_early
 
@@ -146,7 +147,8 @@ def run_plan_in_flow(defs: Definitions, plan: RunPlan, on_event: EventCallback |
     """Prepare the concurrency limits, execute ``plan`` in the current flow run and attach the
     summary table artifact."""
     prepare_concurrency_limits(defs.concurrency_limits, (run.node.definition for run in plan.runs.values()))
-    result = execute_plan(defs, plan, on_event)
+    with settings_serialized_once():
+        result = execute_plan(defs, plan, on_event)
     create_table_artifact(
         table=result.summary_rows(),
         key="asset-materializations",
