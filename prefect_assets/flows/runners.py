@@ -211,10 +211,7 @@ def settings_serialized_once() -> Iterator[None]:
     Prefect's own process pool caches its context the same way. Tasks on threads never
     serialize anything, so this costs them nothing.
     """
-    current = SettingsContext.get()
-    if current is None:
-        yield
-        return
+    current = SettingsContext.get()  # never None once Prefect is imported: the global context
     with _SettingsSerializedOnce(profile=current.profile, settings=current.settings):
         yield
 
