@@ -490,22 +490,31 @@ def test_max_workers_reaches_every_runner():
 
 
 def test_workers_get_the_settings_of_the_run_that_submits_them():
-    """Dask and Ray workers receive settings serialized once per run: the run's own, every time."""
-    from prefect.context import serialize_context
+    """Workers receive settings serialized once per run and rebuild them once per run: the
+    run's own settings every time, equal to what Prefect itself sends and builds."""
+    import cloudpickle
+    from prefect.context import SettingsContext, serialize_context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from prefect_assets.flows.runners import settings_serialized_once
+    from prefect_assets.flows.worker_settings import settings_serialized_once
 
-    def api_url_sent_to_workers() -> str:
-        return serialize_context()["settings_context"]["settings"]["api"]["url"]
+    def hydrated(serialized: dict) -> SettingsContext:  # what a worker does with it
+        return SettingsContext(**cloudpickle.loads(cloudpickle.dumps(serialized)))
 
+    built_per_run = []
     for url in ("http://127.0.0.1:4201/api", "http://127.0.0.1:4202/api"):
         with temporary_settings(updates={PREFECT_API_URL: url}), settings_serialized_once():
             first = serialize_context()["settings_context"]
-            assert api_url_sent_to_workers() == url
             assert serialize_context()["settings_context"] is first  # serialized once for the run
+            in_worker = hydrated(first)
+            assert str(in_worker.settings.api.url) == url
+            assert hydrated(serialize_context()["settings_context"]).settings is in_worker.settings  # built once
+            built_per_run.append(in_worker.settings)
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            assert serialize_context()["settings_context"] == first  # what Prefect itself sends
+            prefects_own = serialize_context()["settings_context"]
+            assert prefects_own == first  # what Prefect itself sends
+            assert hydrated(prefects_own).settings == in_worker.settings  # and builds from it
+    assert built_per_run[0] is not built_per_run[1]
 
 
 def test_assets_import_in_a_process_started_elsewhere(tmp_path):

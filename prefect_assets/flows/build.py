@@ -31,9 +31,9 @@ from prefect_assets.flows.runners import (
     api_shared_with_workers,
     make_task_runner,
     override_runner,
-    settings_serialized_once,
 )
 from prefect_assets.flows.warm_start import start_early
+from prefect_assets.flows.worker_settings import settings_serialized_once
 
 
 def build_flow(

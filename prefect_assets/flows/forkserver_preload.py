@@ -28,6 +28,7 @@ from prefect.plugins import load_prefect_collections
 
 import prefect_assets.flows.tasks  # noqa: F401 - the asset task and everything it loads and stores with
 import prefect_assets.flows.warm_start  # noqa: F401 - the process pool's worker initializer
+import prefect_assets.flows.worker_settings  # noqa: F401 - rebuilds the run's settings in the worker
 
 load_prefect_collections()
 gc.collect()

@@ -34,9 +34,8 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from prefect.context import SettingsContext
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
-from pydantic import PrivateAttr, ValidationError
+from pydantic import ValidationError
 from typing_extensions import Self
 
 from prefect_assets.config import RunnerConfig
@@ -185,34 +184,6 @@ def api_shared_with_workers(config: RunnerConfig) -> Iterator[None]:
     server = SubprocessASGIServer()  # one per process: the one get_client() would start
     server.start()
     with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-        yield
-
-
-class _SettingsSerializedOnce(SettingsContext):
-    """The current Prefect settings, serialized on first use and then reused."""
-
-    _serialized: dict[bool, dict[str, Any]] = PrivateAttr(default_factory=dict)
-
-    def serialize(self, include_secrets: bool = True) -> dict[str, Any]:
-        if include_secrets not in self._serialized:
-            self._serialized[include_secrets] = super().serialize(include_secrets=include_secrets)
-        return self._serialized[include_secrets]
-
-
-@contextmanager
-def settings_serialized_once() -> Iterator[None]:
-    """Inside the block, Prefect's settings are serialized once, not once per submitted task.
-
-    prefect-dask and prefect-ray serialize the whole run context for every task they submit,
-    and the settings are most of it: pydantic walks a few hundred fields each time, 15-70 ms of
-    the flow thread's CPU per task on two busy cores, CPU the workers need (a profile of a
-    local Dask run put 43% of the flow process's Python time there). Settings do not change
-    while a flow run submits its tasks, so the same serialized dict can go to every task;
-    Prefect's own process pool caches its context the same way. Tasks on threads never
-    serialize anything, so this costs them nothing.
-    """
-    current = SettingsContext.get()  # never None once Prefect is imported: the global context
-    with _SettingsSerializedOnce(profile=current.profile, settings=current.settings):
         yield
 
 
