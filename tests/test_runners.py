@@ -426,6 +426,35 @@ def test_workers_fork_from_the_forkserver_and_run_edited_code(runner_type, tmp_p
     assert second["pid"] != first["pid"]
 
 
+@pytest.mark.skipif(_missing("distributed"), reason="distributed not installed")
+def test_a_runs_local_dask_cluster_samples_less_unless_the_user_configured_dask(monkeypatch):
+    """A run's local cluster turns down Dask's background sampling in its workers (the
+    profiler, event-loop health checks, system monitor: CPU the assets need), keeps any of
+    those keys the user configured (a DASK_* variable, a value set in code), and leaves the
+    process's own Dask config as it was."""
+    import dask
+    from distributed import Client
+
+    from prefect_assets.flows.local_dask import QUIET_CLUSTER, local_dask_cluster
+
+    def workers_config() -> dict:
+        cluster = local_dask_cluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0")
+        with cluster, Client(cluster) as client:
+            (config,) = client.run(lambda: {key: dask.config.get(key) for key in QUIET_CLUSTER}).values()
+        return config
+
+    own = {key: dask.config.get(key) for key in QUIET_CLUSTER}
+    assert workers_config() == QUIET_CLUSTER
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "True")
+    with dask.config.set({"distributed.admin.tick.interval": "250ms"}):
+        assert workers_config() == {
+            **QUIET_CLUSTER,
+            "distributed.worker.profile.enabled": True,
+            "distributed.admin.tick.interval": "250ms",
+        }
+    assert {key: dask.config.get(key) for key in QUIET_CLUSTER} == own
+
+
 # --- runner construction: no flow run needed -------------------------------------------------
 
 

@@ -40,11 +40,8 @@ from typing_extensions import Self
 
 from prefect_assets.config import RunnerConfig
 from prefect_assets.errors import AssetsError
-from prefect_assets.flows.warm_start import (
-    local_dask_cluster,
-    match_parent_environment,
-    worker_context,
-)
+from prefect_assets.flows.local_dask import local_dask_cluster
+from prefect_assets.flows.warm_start import match_parent_environment, worker_context
 
 #: The package each optional runner needs, and the extra that installs it.
 _EXTRAS = {"dask": ("prefect_dask", "dask"), "ray": ("prefect_ray", "ray")}
@@ -196,7 +193,8 @@ def _dask_runner(config: RunnerConfig) -> TaskRunner:
     if config.address is not None:
         return module.DaskTaskRunner(address=config.address)
     return module.DaskTaskRunner(
-        # distributed.LocalCluster, its workers forked from the warm forkserver.
+        # distributed.LocalCluster, its workers forked from the warm forkserver, Dask's
+        # background sampling slowed down (flows/local_dask.py).
         cluster_class=local_dask_cluster,
         cluster_kwargs={
             # One thread per worker process: assets are usually CPU-bound Python, which

@@ -20,7 +20,7 @@ milliseconds.
 - **What a worker takes from the parent, as under spawn**: ``sys.path``, the working
   directory and ``__main__`` (multiprocessing sends them at every start), and the environment,
   which the forkserver froze when it started: :func:`match_parent_environment` (process pool) and
-  :func:`local_dask_cluster` (Dask nannies' ``env``) hand over the parent's current one.
+  :func:`~prefect_assets.flows.local_dask.local_dask_cluster` (Dask nannies' ``env``) hand over the parent's current one.
 - **Windows** has no forkserver: workers are spawned, as before.
 
 This module imports neither Prefect nor Dask at import time, so a command can start the
@@ -70,7 +70,8 @@ def worker_context() -> BaseContext:
 
     Also (re)sets the forkserver's preload list. Dask sets its own list (``distributed`` and
     a few packages, no Prefect) whenever its nannies use the forkserver; it takes effect only
-    if the forkserver is not running yet, so :func:`local_dask_cluster` starts it first.
+    if the forkserver is not running yet, so :func:`~prefect_assets.flows.local_dask.local_dask_cluster`
+    starts it first.
     """
     if not forkserver_available():
         return multiprocessing.get_context("spawn")
@@ -134,28 +135,3 @@ def match_parent_environment(
 
 def _prefect_variables(environ: Any) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith("PREFECT_")}
-
-
-def local_dask_cluster(**cluster_kwargs: Any) -> Any:
-    """A ``distributed.LocalCluster`` whose worker processes fork from the forkserver.
-
-    Dask's nannies start workers with the method in the dask config key
-    ``distributed.worker.multiprocessing-method`` (default ``spawn``). It is set to
-    ``forkserver`` only while this cluster starts its workers, so nothing else in the process
-    changes; a worker its nanny restarts later is spawned, as Dask does by default. The
-    workers get the parent's current environment through the nannies' ``env`` (the
-    forkserver's own is from when it started), with ``cluster_kwargs["env"]`` on top.
-
-    prefect-dask creates the cluster when the first asset is submitted, not when the task
-    runner starts, so it calls this as its ``cluster_class``.
-    """
-    from distributed import LocalCluster
-
-    if not forkserver_available():
-        return LocalCluster(**cluster_kwargs)
-    import dask
-
-    start_forkserver()  # before Dask's nannies, so it runs with our preloads, not Dask's
-    env = {**os.environ, **cluster_kwargs.pop("env", {})}
-    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
-        return LocalCluster(**cluster_kwargs, env=env)
