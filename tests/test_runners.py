@@ -11,6 +11,7 @@ every runner must give the same rows, records, Prefect states, lineage events an
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 import time
@@ -453,6 +454,44 @@ def test_a_runs_local_dask_cluster_samples_less_unless_the_user_configured_dask(
             "distributed.admin.tick.interval": "250ms",
         }
     assert {key: dask.config.get(key) for key in QUIET_CLUSTER} == own
+
+
+@pytest.mark.skipif(_missing("distributed"), reason="distributed not installed")
+def test_a_runs_local_dask_cluster_starts_with_the_run_and_never_outlives_it():
+    """materialize() starts the local cluster as the run begins, and the run's first submit
+    (prefect-dask calling local_dask_cluster) gets that one; one that no asset claimed (a run
+    that failed first, or had nothing to run) is closed with its worker processes."""
+    import psutil
+
+    from prefect_assets.flows.local_dask import (
+        local_cluster_kwargs,
+        local_cluster_started_early,
+        local_dask_cluster,
+    )
+
+    config = RunnerConfig(type="dask", max_workers=1)
+
+    def forked_workers() -> set[int]:  # the forkserver's children
+        return {p.pid for p in psutil.Process().children(recursive=True) if p.parent() and p.parent().pid != os.getpid()
+                and "forkserver" in " ".join(p.cmdline())}
+
+    with local_cluster_started_early(config):
+        time.sleep(0.5)  # the run's own set-up
+        first_submit = time.time()
+        cluster = local_dask_cluster(**local_cluster_kwargs(config))
+    try:
+        assert cluster.scheduler.time_started < first_submit
+        assert cluster.status.name == "running"  # the run's task runner closes it, not the block
+    finally:
+        cluster.close()
+
+    before = forked_workers()
+    with local_cluster_started_early(config):
+        time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while forked_workers() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not forked_workers() - before
 
 
 # --- runner construction: no flow run needed -------------------------------------------------

@@ -26,6 +26,7 @@ from prefect_assets.assets.decorator import AssetDefinition
 from prefect_assets.definitions import Definitions
 from prefect_assets.flows.concurrency import prepare_concurrency_limits
 from prefect_assets.flows.engine import EventCallback, RunPlan, execute_plan, plan_run
+from prefect_assets.flows.local_dask import local_cluster_started_early
 from prefect_assets.flows.results import MaterializeResult
 from prefect_assets.flows.runners import (
     api_shared_with_workers,
@@ -132,7 +133,7 @@ def materialize(
     # Before the ephemeral server's start-up in api_shared_with_workers (10-20 s on a small
     # machine), so the forkserver's imports overlap it.
     start_early(runner_config)
-    with api_shared_with_workers(runner_config):
+    with local_cluster_started_early(runner_config), api_shared_with_workers(runner_config):
         state: State = _run_to_completion(flow(return_state=True))
     if not results:  # the flow failed before our body finished: surface Prefect's own error
         state.result()

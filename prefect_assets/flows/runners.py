@@ -40,7 +40,7 @@ from typing_extensions import Self
 
 from prefect_assets.config import RunnerConfig
 from prefect_assets.errors import AssetsError
-from prefect_assets.flows.local_dask import local_dask_cluster
+from prefect_assets.flows.local_dask import local_cluster_kwargs, local_dask_cluster
 from prefect_assets.flows.warm_start import match_parent_environment, worker_context
 
 #: The package each optional runner needs, and the extra that installs it.
@@ -196,17 +196,7 @@ def _dask_runner(config: RunnerConfig) -> TaskRunner:
         # distributed.LocalCluster, its workers forked from the warm forkserver, Dask's
         # background sampling slowed down (flows/local_dask.py).
         cluster_class=local_dask_cluster,
-        cluster_kwargs={
-            # One thread per worker process: assets are usually CPU-bound Python, which
-            # threads inside one process would serialize on the GIL.
-            "n_workers": config.max_workers or os.cpu_count() or 1,
-            "threads_per_worker": 1,
-            "processes": True,
-            "host": "127.0.0.1",
-            # A free port, not 8787: two runs (or a run beside a cluster) must not clash. The
-            # dashboard link is in the flow run's log.
-            "dashboard_address": ":0",
-        },
+        cluster_kwargs=local_cluster_kwargs(config),
     )
 
 
