@@ -17,8 +17,13 @@ later run costs in a process that has done one (a notebook, a script materializi
 loop). The CLI, one run per process, starts the forkserver as the run begins, so it warms up
 while Prefect's ephemeral API server starts (10-20 s), which takes longer.
 
-A fourth leg, ``dask@addr``, runs on a standing local cluster (started and warmed once, used
-through ``runner: {type: dask, address: ...}``), the way production Dask is run.
+A fourth leg, ``dask@addr``, runs on a standing cluster, the way production Dask is run: a
+two-worker ``LocalCluster`` with Dask's default settings, warmed by one untimed run, used through
+``runner: {type: dask, address: ...}``. Its start-up and warm-up are not timed. It is started
+before its leg and closed after it in every round, so the other legs never share the machine
+with it: an idle two-worker cluster keeps about 14% of a core busy (its scheduler and nannies,
+in this process, and its workers wake up on Dask's timers), which slowed every other leg, the
+local Dask leg most (its own scheduler also runs in this process).
 
 Prints each runner's wall time (best of ``--rounds``) and its speedup over threads (best over
 best); the *paired* speedup, the median over rounds of thread time / runner time within the
@@ -42,6 +47,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -101,6 +108,21 @@ def run_once(runner: str, workers: int, address: str | None = None) -> tuple[flo
     return elapsed, max(ends) - min(starts)
 
 
+@contextmanager
+def standing_dask_cluster(workers: int) -> Iterator[str]:
+    """The address of a two-worker ``LocalCluster`` with Dask's defaults, after one untimed run
+    on it (its workers have imported Prefect and the project, as a cluster that served earlier
+    runs has); closed when the block ends."""
+    import logging
+
+    from distributed import LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster:
+        run_once("dask", workers, cluster.scheduler_address)
+        yield cluster.scheduler_address
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="runs per runner; the best counts")
@@ -117,31 +139,22 @@ def main() -> None:
     run_once("thread", args.workers)  # warm up the Prefect server and imports, untimed
     first = {runner: run_once(runner, args.workers)[0] for runner in runners if runner != "thread"}
     print("first run in this process (untimed): " + ", ".join(f"{r} {s:.2f} s" for r, s in first.items()), flush=True)
-    legs = [(runner, runner, None) for runner in runners]
-    cluster = None
+    legs = [(runner, runner) for runner in runners]
     if "dask" in runners:
-        # Production Dask is a standing cluster: its start-up is paid once, not per run.
-        import logging
-
-        from distributed import LocalCluster
-
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0")
-        run_once("dask", args.workers, cluster.scheduler_address)  # warm its workers, untimed
-        legs.append(("dask@addr", "dask", cluster.scheduler_address))
-    wall: dict[str, list[float]] = {label: [] for label, _, _ in legs}
-    span: dict[str, list[float]] = {label: [] for label, _, _ in legs}
-    try:
-        for round_number in range(args.rounds):
-            # Every other round runs the legs backwards, so a machine that speeds up or slows
-            # down during a round favours no runner in the paired ratios.
-            for label, runner, address in legs if round_number % 2 == 0 else legs[::-1]:
-                elapsed, assets_span = run_once(runner, args.workers, address)
-                wall[label].append(elapsed)
-                span[label].append(assets_span)
-    finally:
-        if cluster is not None:
-            cluster.close()
+        legs.append(("dask@addr", "dask"))
+    wall: dict[str, list[float]] = {label: [] for label, _ in legs}
+    span: dict[str, list[float]] = {label: [] for label, _ in legs}
+    for round_number in range(args.rounds):
+        # Every other round runs the legs backwards, so a machine that speeds up or slows
+        # down during a round favours no runner in the paired ratios.
+        for label, runner in legs if round_number % 2 == 0 else legs[::-1]:
+            if label == "dask@addr":
+                with standing_dask_cluster(args.workers) as address:
+                    elapsed, assets_span = run_once(runner, args.workers, address)
+            else:
+                elapsed, assets_span = run_once(runner, args.workers)
+            wall[label].append(elapsed)
+            span[label].append(assets_span)
 
     print(f"{'runner':<10} {'wall s':>7} {'speedup':>8} {'paired':>7}   {'assets span s':>13} {'speedup':>8}")
     for label, seconds in wall.items():

@@ -27,7 +27,7 @@ import prefect.task_engine  # noqa: F401 - runs every task
 from prefect.plugins import load_prefect_collections
 
 import prefect_assets.flows.tasks  # noqa: F401 - the asset task and everything it loads and stores with
-import prefect_assets.flows.warm_start  # noqa: F401 - the process pool's worker initializer
+import prefect_assets.flows.worker_client  # noqa: F401 - the process pool's worker initializer
 import prefect_assets.flows.worker_settings  # noqa: F401 - rebuilds the run's settings in the worker
 
 load_prefect_collections()

@@ -29,11 +29,13 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from prefect.settings import get_current_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from pydantic import ValidationError
 from typing_extensions import Self
@@ -41,7 +43,8 @@ from typing_extensions import Self
 from prefect_assets.config import RunnerConfig
 from prefect_assets.errors import AssetsError
 from prefect_assets.flows.local_dask import local_cluster_kwargs, local_dask_cluster
-from prefect_assets.flows.warm_start import match_parent_environment, worker_context
+from prefect_assets.flows.warm_start import worker_context
+from prefect_assets.flows.worker_client import start_pool_worker
 
 #: The package each optional runner needs, and the extra that installs it.
 _EXTRAS = {"dask": ("prefect_dask", "dask"), "ray": ("prefect_ray", "ray")}
@@ -92,42 +95,72 @@ def make_task_runner(config: RunnerConfig) -> TaskRunner:
 
 
 class ForkserverProcessPoolTaskRunner(ProcessPoolTaskRunner):
-    """Prefect's process pool, with workers forked from the warm forkserver instead of spawned.
+    """Prefect's process pool, with workers forked from the warm forkserver instead of spawned,
+    started by its first task.
 
     Everything else is Prefect's: event and log forwarding from the workers, the user
     ``initializer``, futures, cancellation. ``duplicate()`` (Prefect duplicates the runner for
     every flow run) builds ``type(self)``, so the copy is this class too.
 
-    Prefect's ``__enter__`` creates its ``ProcessPoolExecutor`` with a hard-coded
+    **Started by the first submit (or map), not on entering.** Prefect enters a copy of the flow's
+    task runner around every task it runs in a worker, in case the task submits tasks of its
+    own; Prefect's ``__enter__`` starts a message queue, a forwarding thread and two executors,
+    and ``__exit__`` tears them down, for each asset, in the worker, where assets never submit.
+    This runner starts on its first ``submit`` and stops on exit only if it started.
+
+    **Forked workers.** Prefect's start creates its ``ProcessPoolExecutor`` with a hard-coded
     ``multiprocessing.get_context("spawn")``, and no option changes it. The executor starts no
-    process until the first task is submitted, so this lets Prefect build it, then replaces it
+    process until the first task reaches it, so this lets Prefect build it, then replaces it
     with one that differs only in its context and initializer: the same size, and Prefect's own
-    initializer (which installs the forwarding) run after :func:`match_parent_environment`.
-    Reproducing Prefect's ``__enter__`` instead would copy its queue and forwarding thread
-    set-up. If the executor is not what this expects (another Prefect or Python version), the
-    run keeps Prefect's spawned workers: slower, never wrong.
+    initializer (which installs the forwarding) run by
+    :func:`~prefect_assets.flows.worker_client.start_pool_worker`, which also gives each worker
+    one API client, made with the run's settings, for all its tasks. Reproducing Prefect's start
+    instead would copy its queue and forwarding thread set-up. If the executor is not what this
+    expects (another Prefect or Python version), the run keeps Prefect's spawned workers:
+    slower, never wrong.
 
     Example:
         >>> with ForkserverProcessPoolTaskRunner(max_workers=2) as runner:   # doctest: +SKIP
         ...     runner.submit(my_task, {"x": 1}).result()
     """
 
+    _start_lock = threading.Lock()
+
     def __enter__(self) -> Self:
+        return self  # started by the first submit
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._started:
+            super().__exit__(*exc_info)
+
+    def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None, dependencies: Any = None) -> Any:
+        self._start_once()
+        return super().submit(task, parameters, wait_for=wait_for, dependencies=dependencies)
+
+    def map(self, task: Any, parameters: dict[str, Any], wait_for: Any = None) -> Any:
+        self._start_once()
+        return super().map(task, parameters, wait_for=wait_for)
+
+    def _start_once(self) -> None:
+        with self._start_lock:
+            if not self._started:
+                self._start()
+
+    def _start(self) -> None:
         super().__enter__()
         spawning = self._executor
         if not _unstarted_pool(spawning):
-            return self
+            return
         context = worker_context()
         if context.get_start_method() == spawning._mp_context.get_start_method():
-            return self  # no forkserver here (Windows): Prefect's pool is already right
+            return  # no forkserver here (Windows): Prefect's pool is already right
         self._executor = ProcessPoolExecutor(
             max_workers=spawning._max_workers,
             mp_context=context,
-            initializer=match_parent_environment,
-            initargs=(dict(os.environ), spawning._initializer, spawning._initargs),
+            initializer=start_pool_worker,
+            initargs=(dict(os.environ), spawning._initializer, spawning._initargs, get_current_settings()),
         )
         spawning.shutdown()
-        return self
 
 
 def _unstarted_pool(executor: Any) -> bool:
