@@ -110,7 +110,7 @@ def run_once(runner: str, workers: int, address: str | None = None) -> tuple[flo
 
 @contextmanager
 def standing_dask_cluster(workers: int) -> Iterator[str]:
-    """The address of a two-worker ``LocalCluster`` with Dask's defaults, after one untimed run
+    """The address of a ``LocalCluster`` of ``workers`` workers with Dask's defaults, after one untimed run
     on it (its workers have imported Prefect and the project, as a cluster that served earlier
     runs has); closed when the block ends."""
     import logging

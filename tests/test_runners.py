@@ -83,6 +83,17 @@ def write_project(root: Path, module: str, source: str, base_uri: str, extra: st
     return root
 
 
+def stored_values(defs: Definitions, keys) -> dict[AssetKey, object]:
+    """What the assets ``keys`` last stored, loaded through their IO managers, as a downstream
+    asset would receive it (assets never materialized are left out)."""
+    records = defs.read_records(keys)
+    return {
+        key: defs.io_manager_for(key).load_input(InputContext(key, None, record))
+        for key, record in records.items()
+        if record is not None
+    }
+
+
 def flow_run_state(flow_run_id: str):
     from prefect.client.orchestration import get_client
 
@@ -327,10 +338,7 @@ def test_concurrency_limit_caps_overlap(runner, tmp_path, prefect_server):
     assert result.success, result.summary_rows()
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(limit_name).limit == 2
-    records = defs.read_records(defs.graph.keys)
-    spans = [
-        defs.io_manager_for(key).load_input(InputContext(key, None, records[key])) for key in defs.graph.keys
-    ]
+    spans = list(stored_values(defs, defs.graph.keys).values())
     assert len(spans) == 6
     edges = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans], key=lambda e: (e[0], e[1]))
     running = peak = 0
@@ -410,8 +418,7 @@ def test_workers_fork_from_the_forkserver_and_run_edited_code(runner_type, tmp_p
         defs = Definitions.load(root)
         result = materialize(defs, runner=runner_type, max_workers=1)
         assert result.success, result.summary_rows()
-        record = defs.read_records([key])[key]
-        facts = defs.io_manager_for(key).load_input(InputContext(key, None, record))
+        facts = stored_values(defs, [key])[key]
         prefect_texts(result.flow_run_id, wait_for=f"facts from a worker: {facts['code']}")
         return facts
 
@@ -468,8 +475,7 @@ def test_a_process_pool_worker_runs_all_its_assets_with_one_client_of_the_run(tm
         defs = Definitions.load(root)
         result = materialize(defs, runner="process", max_workers=1)
         assert result.success, result.summary_rows()
-        records = defs.read_records(defs.graph.keys)
-        return [defs.io_manager_for(key).load_input(InputContext(key, None, record)) for key, record in records.items()]
+        return list(stored_values(defs, defs.graph.keys).values())
 
     first, second = run(), run()
     for probes in (first, second):

@@ -36,9 +36,6 @@ from prefect.settings import Settings
 
 from prefect_assets.flows.warm_start import match_parent_environment
 
-#: The client context a process-pool worker keeps open for the tasks it runs.
-_shared: SyncClientContext | None = None
-
 
 def start_pool_worker(
     environ: dict[str, str],
@@ -57,7 +54,8 @@ def start_pool_worker(
 
 
 def _share_one_client(run_settings: Settings) -> None:
-    global _shared
+    """Open one client context for the rest of the worker's life; the open context (a context
+    variable of the worker's main thread, where every task runs) keeps it alive."""
     if not run_settings.api.url:
         return
     with SettingsContext(profile=SettingsContext.get().profile, settings=run_settings):
@@ -66,5 +64,3 @@ def _share_one_client(run_settings: Settings) -> None:
             client_context.__enter__()  # checks the server's API version, once for the worker
         except Exception:  # the tasks build their own clients and report the error themselves
             logging.getLogger(__name__).debug("no shared API client in this worker", exc_info=True)
-            return
-    _shared = client_context  # open until the worker exits with its pool
