@@ -441,10 +441,15 @@ from prefect_assets import asset
 
 
 def api_client() -> dict:
+    # The client the asset's task uses: its worker, a mark it keeps for life, its server.
+    import uuid
+
     from prefect.client.orchestration import get_client
 
     client = get_client(sync_client=True)
-    return {"pid": os.getpid(), "client": id(client), "url": str(client.api_url)}
+    if not hasattr(client, "probe_mark"):  # a client built for this task has none yet
+        client.probe_mark = uuid.uuid4().hex
+    return {"pid": os.getpid(), "client": client.probe_mark, "url": str(client.api_url)}
 
 
 @asset
@@ -463,26 +468,71 @@ def probe_c() -> dict:
 """
 
 
-def test_a_process_pool_worker_runs_all_its_assets_with_one_client_of_the_run(tmp_path, prefect_server):
-    """Each process-pool worker opens one API client with the run's settings and every asset
-    it runs uses it (instead of building two per asset, at 20-25 ms of CPU each); the client
-    talks to the run's server. A new run's workers open their own."""
+@pytest.mark.parametrize("runner", [
+    pytest.param({"type": "process", "max_workers": 1}, id="process"),
+    pytest.param({"type": "dask", "max_workers": 1}, id="dask-local",
+                 marks=pytest.mark.skipif(_missing("prefect_dask"), reason="prefect-dask not installed")),
+    pytest.param({"type": "dask", "address": "EXTERNAL"}, id="dask-address",
+                 marks=pytest.mark.skipif(_missing("prefect_dask"), reason="prefect-dask not installed")),
+])
+def test_a_worker_runs_all_its_assets_of_a_run_with_one_client_of_the_run(runner, tmp_path, prefect_server, request):
+    """Each process-pool or Dask worker opens one API client with the run's settings and every
+    asset of the run it runs uses it (instead of building two per asset, at 20-25 ms of CPU
+    each); the client talks to the run's server. The next run gets its own: new workers, or on
+    a standing Dask cluster the same workers with a new client."""
     from prefect_assets import materialize
 
-    root = write_project(tmp_path / "proj", "client_probe_assets", CLIENT_PROBES, str(tmp_path / "data"))
+    if runner.get("address") == "EXTERNAL":
+        runner = {"type": "dask", "address": request.getfixturevalue("dask_scheduler_address")}
+    root = write_project(tmp_path / "proj", "client_probe_assets", CLIENT_PROBES, str(tmp_path / "data"),
+                         extra=f"runner: {json.dumps(runner)}\n")
 
     def run() -> list[dict]:
         defs = Definitions.load(root)
-        result = materialize(defs, runner="process", max_workers=1)
+        result = materialize(defs)
         assert result.success, result.summary_rows()
         return list(stored_values(defs, defs.graph.keys).values())
 
     first, second = run(), run()
     for probes in (first, second):
         assert len(probes) == 3
-        assert len({(p["pid"], p["client"]) for p in probes}) == 1, probes  # one worker, one client
+        workers = {p["pid"] for p in probes}
+        assert len(workers) < len(probes)  # some worker ran two assets: they shared its client
+        assert len({(p["pid"], p["client"]) for p in probes}) == len(workers), probes  # one per worker
         assert {p["url"].rstrip("/") for p in probes} == {prefect_server.rstrip("/")}
-    assert first[0]["pid"] != second[0]["pid"]
+    assert not {p["client"] for p in first} & {p["client"] for p in second}
+
+
+def test_a_standing_workers_client_of_an_old_run_closes_only_when_its_last_asset_ends(prefect_server):
+    """A standing Dask worker keeps the clients of its last RUNS_REMEMBERED runs: an older run's
+    client is retired then, but stays open until that run's asset still running there ends."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import SettingsContext
+
+    from prefect_assets.flows.worker_client import RunWithClientOfRun
+    from prefect_assets.flows.worker_settings import RUNS_REMEMBERED
+
+    settings_context = {"settings_context": SettingsContext.get().serialize()}  # as sent with a task
+
+    def task_of_run(run: str, body=lambda: None):
+        def run_task(context: dict):
+            body()
+            return get_client(sync_client=True)
+
+        return RunWithClientOfRun(run_task, run)(context=settings_context)
+
+    def newer_runs_start() -> None:  # while the old run's asset is still running
+        for n in range(RUNS_REMEMBERED):
+            task_of_run(f"newer-{n}")
+        old_client.hello()  # retired, still open for the asset that uses it
+
+    old_client = task_of_run("old")
+    assert task_of_run("old") is old_client  # the run's later assets on this worker share it
+    assert task_of_run("other") is not old_client
+    assert task_of_run("old", body=newer_runs_start) is old_client
+    with pytest.raises(RuntimeError):
+        old_client.hello()  # closed once its last asset ended
+    assert task_of_run("old") is not old_client  # a late asset of that run opens a new one
 
 
 @pytest.mark.skipif(_missing("distributed"), reason="distributed not installed")

@@ -218,14 +218,15 @@ def api_shared_with_workers(config: RunnerConfig) -> Iterator[None]:
 
 
 def _dask_runner(config: RunnerConfig) -> TaskRunner:
-    module = _import_extra("dask")
+    _import_extra("dask")
+    from prefect_assets.flows.dask_runner import SharedClientDaskTaskRunner
     # The in-process scheduler and nannies log every connection at INFO: keep Dask no
     # chattier than Prefect (WARNING under the CLI, INFO with --verbose).
     dask_logger = logging.getLogger("distributed")
     dask_logger.setLevel(max(dask_logger.getEffectiveLevel(), logging.getLogger("prefect").getEffectiveLevel()))
     if config.address is not None:
-        return module.DaskTaskRunner(address=config.address)
-    return module.DaskTaskRunner(
+        return SharedClientDaskTaskRunner(address=config.address)
+    return SharedClientDaskTaskRunner(
         # distributed.LocalCluster, its workers forked from the warm forkserver, Dask's
         # background sampling slowed down (flows/local_dask.py).
         cluster_class=local_dask_cluster,
