@@ -505,9 +505,10 @@ def test_a_worker_runs_all_its_assets_of_a_run_with_one_client_of_the_run(runner
 
 def test_a_standing_workers_client_of_an_old_run_closes_only_when_its_last_asset_ends(prefect_server):
     """A standing Dask worker keeps the clients of its last RUNS_REMEMBERED runs: an older run's
-    client is retired then, but stays open until that run's asset still running there ends."""
+    client is retired then, but stays open until that run's asset still running there ends.
+    (Tasks called here as a worker calls them, in this process.)"""
     from prefect.client.orchestration import get_client
-    from prefect.context import SettingsContext
+    from prefect.context import SettingsContext, SyncClientContext
 
     from prefect_assets.flows.worker_client import RunWithClientOfRun
     from prefect_assets.flows.worker_settings import RUNS_REMEMBERED
@@ -519,20 +520,24 @@ def test_a_standing_workers_client_of_an_old_run_closes_only_when_its_last_asset
             body()
             return get_client(sync_client=True)
 
-        return RunWithClientOfRun(run_task, run)(context=settings_context)
+        current = SyncClientContext.get()
+        client = RunWithClientOfRun(run_task, run)(context=settings_context)
+        assert SyncClientContext.get() is current  # the run's client is current only in the task
+        return client
 
     def newer_runs_start() -> None:  # while the old run's asset is still running
-        for n in range(RUNS_REMEMBERED):
-            task_of_run(f"newer-{n}")
+        for _ in range(RUNS_REMEMBERED):
+            task_of_run(uuid.uuid4().hex)
         old_client.hello()  # retired, still open for the asset that uses it
 
-    old_client = task_of_run("old")
-    assert task_of_run("old") is old_client  # the run's later assets on this worker share it
-    assert task_of_run("other") is not old_client
-    assert task_of_run("old", body=newer_runs_start) is old_client
-    with pytest.raises(RuntimeError):
+    old_run = uuid.uuid4().hex
+    old_client = task_of_run(old_run)
+    assert task_of_run(old_run) is old_client  # the run's later assets on this worker share it
+    assert task_of_run(uuid.uuid4().hex) is not old_client
+    assert task_of_run(old_run, body=newer_runs_start) is old_client
+    with pytest.raises(RuntimeError, match="closed"):
         old_client.hello()  # closed once its last asset ended
-    assert task_of_run("old") is not old_client  # a late asset of that run opens a new one
+    assert task_of_run(old_run) is not old_client  # a late asset of that run opens a new one
 
 
 @pytest.mark.skipif(_missing("distributed"), reason="distributed not installed")

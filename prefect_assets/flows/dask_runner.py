@@ -2,8 +2,8 @@
 
 prefect-dask's client sends every task to the workers as a function that runs Prefect's task
 engine with the run's serialized context; on the worker, Prefect then builds two API clients
-for the task (20-25 ms of CPU each, mostly parsing the certifi bundle, and an API-version round
-trip), between one asset's end and the next one's start. :class:`SharedClientDaskTaskRunner`
+for the task (20-25 ms of CPU each, mostly parsing the certifi bundle), between one asset's end
+and the next one's start. :class:`SharedClientDaskTaskRunner`
 wraps that function in a :class:`~prefect_assets.flows.worker_client.RunWithClientOfRun`,
 which gives all the run's tasks on one worker process one client
 (:mod:`prefect_assets.flows.worker_client`).
@@ -33,11 +33,18 @@ class _WrapTaskFunction(distributed.Client):
     ``context``) so the worker runs it with the run's one API client."""
 
     def submit(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        settings = ((kwargs.get("context") or {}).get("settings_context") or {}).get("settings")
-        run_token = getattr(settings, "run_token", None)
-        if "task" in kwargs and run_token is not None:
+        run_token = _run_token(kwargs) if "task" in kwargs else None
+        if run_token is not None:
             func = RunWithClientOfRun(func, run_token)
         return super().submit(func, *args, **kwargs)
+
+
+def _run_token(run_task_kwargs: dict[str, Any]) -> str | None:
+    """The run token in the serialized context prefect-dask sends with a task, if any."""
+    context = run_task_kwargs.get("context")
+    settings_context = context.get("settings_context") if isinstance(context, dict) else None
+    settings = settings_context.get("settings") if isinstance(settings_context, dict) else None
+    return getattr(settings, "run_token", None)
 
 
 class _SharedClientDaskClient(PrefectDaskClient, _WrapTaskFunction):

@@ -2,18 +2,17 @@
 
 Prefect runs each task it sends to another process inside a fresh context, and no client
 context is open there, so every task builds its own API clients: one while it rebuilds the
-run's context, one more for the task engine, which then asks the server for its API version.
-Each client builds an SSL context, which parses the whole certifi CA bundle (20-25 ms of CPU),
-even for an ``http://`` server. Per asset that is 50-60 ms of CPU and a round trip, on the
-cores the assets need, and it sits between one asset's end and the next one's start. (In the
-flow process, Prefect shares one client between the tasks on threads.)
+run's context, one more for the task engine. Each client builds an SSL context, which parses
+the whole certifi CA bundle (20-25 ms of CPU), even for an ``http://`` server, and opens its
+own connections to the server. Per asset that is 40-50 ms of CPU on the cores the assets need,
+between one asset's end and the next one's start. (In the flow process, Prefect shares one
+client between the tasks on threads.)
 
 **Process-pool workers.** A process pool belongs to one flow run, and every task it runs gets
 the run's settings. So each worker, when it is forked (:func:`start_pool_worker`), opens one
 ``SyncClientContext`` with those settings and keeps it open for its lifetime. Prefect's
 ``get_client(sync_client=True)`` returns the client of the open context, so every task in the
-worker uses it: the version check runs once per worker, and the connection to the server is
-kept between tasks.
+worker uses it, and the connection to the server is kept between tasks.
 
 Measured on two cores, eight one-second CPU-bound assets on two workers, together with the
 process pool's start at its first submit (:class:`~prefect_assets.flows.runners.ForkserverProcessPoolTaskRunner`):
@@ -28,10 +27,11 @@ task there, kept for the run's later tasks, closed once :data:`RUNS_REMEMBERED` 
 used the worker and no task of its run is still running. Measured the same way on a run's
 local cluster: the time both workers spend between assets fell from 0.44-0.53 s to 0.10 s a run.
 
-Not shared: a worker whose settings name no API URL (it would start a server of its own), or
-one whose client cannot be opened (the server is unreachable, or its version does not match):
-its tasks then build their own clients and report what goes wrong, as Prefect's would. Ray
-workers build clients per task as before.
+Tasks on several threads of one worker share the client, as tasks on the flow process's
+threads share Prefect's. Not shared: a worker whose settings name no API URL (it would start a
+server of its own), or one whose client cannot be opened (say, the server's API version does
+not match): its tasks then build their own clients and report what goes wrong, as Prefect's
+would. Ray workers build clients per task as before.
 """
 
 from __future__ import annotations
@@ -71,21 +71,32 @@ def start_pool_worker(
 def _share_one_client(run_settings: Settings) -> None:
     """Open one client context for the rest of the worker's life; the open context (a context
     variable of the worker's main thread, where every task runs) keeps it alive."""
-    if run_settings.api.url:
-        _open_client(SettingsContext(profile=SettingsContext.get().profile, settings=run_settings))
+    _open_client(SettingsContext(profile=SettingsContext.get().profile, settings=run_settings))
 
 
 def _open_client(settings_context: SettingsContext) -> SyncClientContext | None:
-    """A client context, entered, for ``settings_context``'s API; ``None`` if it cannot be opened
-    (the tasks then build their own clients and report the error themselves)."""
+    """A client context, entered, for ``settings_context``'s API. ``None`` if the settings name
+    no API URL, or the client cannot be opened: the tasks then build their own clients and
+    report the error themselves."""
+    if not settings_context.settings.api.url:
+        return None
     with settings_context:
         client_context = SyncClientContext()
         try:
-            client_context.__enter__()  # checks the server's API version, once
+            client_context.__enter__()  # checks the server's API version, if not yet in this process
         except Exception:
             logging.getLogger(__name__).debug("no shared API client in this worker", exc_info=True)
+            _close_quietly(lambda: client_context.client.__exit__(None, None, None))  # opened before the check
             return None
     return client_context
+
+
+def _close_quietly(close: Callable[[], Any]) -> None:
+    """Close a client; an error closing it is logged, never the failure of the task that ran."""
+    try:
+        close()
+    except Exception:
+        logging.getLogger(__name__).debug("closing a shared API client failed", exc_info=True)
 
 
 class RunWithClientOfRun:
@@ -101,11 +112,6 @@ class RunWithClientOfRun:
         self.run_task = run_task
         self.run_token = run_token
         self.__name__ = getattr(run_task, "__name__", "run_task")  # Dask names the task's key by it
-
-    def __dask_tokenize__(self) -> Any:
-        from dask.base import normalize_token
-
-        return type(self).__name__, self.run_token, normalize_token(self.run_task)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         settings_context = (kwargs.get("context") or {}).get("settings_context")
@@ -125,7 +131,7 @@ class _RunClient:
 
     def close_if_unused(self) -> None:
         if self.retired and self.users == 0:
-            self.entered_in.run(self.client_context.__exit__, None, None, None)
+            _close_quietly(lambda: self.entered_in.run(self.client_context.__exit__, None, None, None))
 
 
 _clients_by_run: OrderedDict[str, _RunClient] = OrderedDict()
@@ -141,8 +147,8 @@ def _client_of_run(run_token: str, settings_context: dict[str, Any] | None) -> I
     if run_client is None:
         yield
         return
-    # Not ``with client_context``: that would open a new client each time. Making the open one
-    # current is what Prefect's own context does on entering.
+    # Not ``with client_context``: entering an entered context only counts, it does not make it
+    # current. Setting the variable is what Prefect's context does on its first entry.
     token = SyncClientContext.__var__.set(run_client.client_context)
     try:
         yield
@@ -163,15 +169,12 @@ def _take_client(run_token: str, settings_context: dict[str, Any] | None) -> _Ru
             _clients_by_run.move_to_end(run_token)
             run_client.users += 1
             return run_client
-    if not settings_context:
-        return None
-    settings = SettingsContext(**settings_context)
-    if not settings.settings.api.url:
+    if not isinstance(settings_context, dict):
         return None
     # Opened in an empty context: entering sets a context variable, which must not reach the
     # task's context, and a client current there (another run's) must not be reused.
     entered_in = contextvars.Context()
-    client_context = entered_in.run(_open_client, settings)
+    client_context = entered_in.run(_open_client, SettingsContext(**settings_context))
     if client_context is None:
         return None
     with _clients_lock:
@@ -182,5 +185,5 @@ def _take_client(run_token: str, settings_context: dict[str, Any] | None) -> _Ru
             retired.retired = True
             retired.close_if_unused()
     if run_client.client_context is not client_context:  # another thread opened it meanwhile
-        entered_in.run(client_context.__exit__, None, None, None)
+        _close_quietly(lambda: entered_in.run(client_context.__exit__, None, None, None))
     return run_client
