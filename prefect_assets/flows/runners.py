@@ -9,8 +9,9 @@ into the Prefect task runner that executes the assets:
 ``thread``    ``ThreadPoolTaskRunner`` (default)    threads (default ``min(32, cores + 4)``)
 ``process``   ``ProcessPoolTaskRunner`` (forked     processes (default: one per core)
               from a warm forkserver)
-``dask``      ``prefect_dask.DaskTaskRunner``       local cluster of n single-threaded worker
-                                                    processes, or ``address: tcp://host:8786``
+``dask``      ``prefect_dask.DaskTaskRunner`` (its  local cluster of n single-threaded worker
+              workers share one API client per      processes, or ``address: tcp://host:8786``
+              run: :mod:`.dask_runner`)
 ``ray``       ``prefect_ray.RayTaskRunner``         local Ray with n CPUs, or ``address``
 ============  ====================================  ===========================================
 
