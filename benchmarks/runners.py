@@ -139,20 +139,18 @@ def main() -> None:
     run_once("thread", args.workers)  # warm up the Prefect server and imports, untimed
     first = {runner: run_once(runner, args.workers)[0] for runner in runners if runner != "thread"}
     print("first run in this process (untimed): " + ", ".join(f"{r} {s:.2f} s" for r, s in first.items()), flush=True)
-    legs = [(runner, runner) for runner in runners]
-    if "dask" in runners:
-        legs.append(("dask@addr", "dask"))
-    wall: dict[str, list[float]] = {label: [] for label, _ in legs}
-    span: dict[str, list[float]] = {label: [] for label, _ in legs}
+    legs = runners + ["dask@addr"] if "dask" in runners else runners
+    wall: dict[str, list[float]] = {label: [] for label in legs}
+    span: dict[str, list[float]] = {label: [] for label in legs}
     for round_number in range(args.rounds):
         # Every other round runs the legs backwards, so a machine that speeds up or slows
         # down during a round favours no runner in the paired ratios.
-        for label, runner in legs if round_number % 2 == 0 else legs[::-1]:
+        for label in legs if round_number % 2 == 0 else legs[::-1]:
             if label == "dask@addr":
                 with standing_dask_cluster(args.workers) as address:
-                    elapsed, assets_span = run_once(runner, args.workers, address)
+                    elapsed, assets_span = run_once("dask", args.workers, address)
             else:
-                elapsed, assets_span = run_once(runner, args.workers)
+                elapsed, assets_span = run_once(label, args.workers)
             wall[label].append(elapsed)
             span[label].append(assets_span)
 

@@ -24,7 +24,7 @@ import distributed
 from prefect_dask import DaskTaskRunner
 from prefect_dask.client import PrefectDaskClient
 
-from prefect_assets.flows.worker_client import RunWithClientOfRun
+from prefect_assets.flows.worker_client import RunWithClientOfRun, sent_settings_context
 
 
 class _WrapTaskFunction(distributed.Client):
@@ -40,10 +40,8 @@ class _WrapTaskFunction(distributed.Client):
 
 def _run_token(run_task_kwargs: dict[str, Any]) -> str | None:
     """The run token in the serialized context prefect-dask sends with a task, if any."""
-    context = run_task_kwargs.get("context")
-    settings_context = context.get("settings_context") if isinstance(context, dict) else None
-    settings = settings_context.get("settings") if isinstance(settings_context, dict) else None
-    return getattr(settings, "run_token", None)
+    settings_context = sent_settings_context(run_task_kwargs) or {}
+    return getattr(settings_context.get("settings"), "run_token", None)
 
 
 class _SharedClientDaskClient(PrefectDaskClient, _WrapTaskFunction):

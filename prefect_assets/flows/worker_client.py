@@ -65,12 +65,8 @@ def start_pool_worker(
     ``run_settings`` are the settings of the run the pool belongs to, which its tasks run with.
     """
     match_parent_environment(environ, initializer, initargs)
-    _share_one_client(run_settings)
-
-
-def _share_one_client(run_settings: Settings) -> None:
-    """Open one client context for the rest of the worker's life; the open context (a context
-    variable of the worker's main thread, where every task runs) keeps it alive."""
+    # Open for the rest of the worker's life: the open context (a context variable of the
+    # worker's main thread, where every task runs) keeps it alive.
     _open_client(SettingsContext(profile=SettingsContext.get().profile, settings=run_settings))
 
 
@@ -99,6 +95,18 @@ def _close_quietly(close: Callable[[], Any]) -> None:
         logging.getLogger(__name__).debug("closing a shared API client failed", exc_info=True)
 
 
+def _exit_where_entered(client_context: SyncClientContext, entered_in: contextvars.Context) -> None:
+    _close_quietly(lambda: entered_in.run(client_context.__exit__, None, None, None))
+
+
+def sent_settings_context(run_task_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's serialized ``SettingsContext`` among the keyword arguments a task runner sends
+    to run one task (Prefect's ``context=``), if there is one."""
+    context = run_task_kwargs.get("context")
+    settings_context = context.get("settings_context") if isinstance(context, dict) else None
+    return settings_context if isinstance(settings_context, dict) else None
+
+
 class RunWithClientOfRun:
     """What a Dask worker runs for one task of a run: Prefect's task function, with the run's
     client current (see the module docstring).
@@ -114,8 +122,7 @@ class RunWithClientOfRun:
         self.__name__ = getattr(run_task, "__name__", "run_task")  # Dask names the task's key by it
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        settings_context = (kwargs.get("context") or {}).get("settings_context")
-        with _client_of_run(self.run_token, settings_context):
+        with _client_of_run(self.run_token, sent_settings_context(kwargs)):
             return self.run_task(*args, **kwargs)
 
 
@@ -131,7 +138,7 @@ class _RunClient:
 
     def close_if_unused(self) -> None:
         if self.retired and self.users == 0:
-            _close_quietly(lambda: self.entered_in.run(self.client_context.__exit__, None, None, None))
+            _exit_where_entered(self.client_context, self.entered_in)
 
 
 _clients_by_run: OrderedDict[str, _RunClient] = OrderedDict()
@@ -169,7 +176,7 @@ def _take_client(run_token: str, settings_context: dict[str, Any] | None) -> _Ru
             _clients_by_run.move_to_end(run_token)
             run_client.users += 1
             return run_client
-    if not isinstance(settings_context, dict):
+    if settings_context is None:
         return None
     # Opened in an empty context: entering sets a context variable, which must not reach the
     # task's context, and a client current there (another run's) must not be reused.
@@ -185,5 +192,5 @@ def _take_client(run_token: str, settings_context: dict[str, Any] | None) -> _Ru
             retired.retired = True
             retired.close_if_unused()
     if run_client.client_context is not client_context:  # another thread opened it meanwhile
-        _close_quietly(lambda: entered_in.run(client_context.__exit__, None, None, None))
+        _exit_where_entered(client_context, entered_in)
     return run_client
