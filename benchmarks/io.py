@@ -104,7 +104,7 @@ def best_of(repeat: int, runs: dict[str, Callable[[], object]]) -> tuple[dict[st
 def record_for(stored) -> MaterializationRecord:
     return MaterializationRecord(
         key=str(KEY), partition=None, run_id=None, timestamp="2026-01-01T00:00:00+00:00", code_version="bench",
-        input_versions={}, data_version=stored.data_version, format=stored.format, uri=stored.uri,
+        input_versions={}, data_version=stored.data_version, format=stored.format, path=stored.path,
         bytes=stored.bytes, rows=stored.rows,
     )
 
@@ -237,7 +237,7 @@ def bench_status(endpoint_url: str, count: int, repeat: int) -> float:
     fs.pipe({store.path(key): MaterializationRecord(
         key=str(key), partition=None, run_id="r", timestamp="2026-01-01T00:00:00+00:00",
         code_version=defs.definition(key).code_version, input_versions={}, data_version=f"{i:016x}",
-        format="json", uri=f"s3://bench-records/lake/{key}.json", bytes=8, rows=None).to_json()
+        format="json", path=f"{key}.json", bytes=8, rows=None).to_json()
         for i, key in enumerate(keys)})
 
     def ours() -> None:

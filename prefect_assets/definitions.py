@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from prefect_assets.assets.decorator import AssetDefinition
 from prefect_assets.assets.graph import AssetGraph
 from prefect_assets.assets.keys import AssetKey
+from prefect_assets.assets.versions import AssetStatus
 from prefect_assets.config import DefaultsConfig, IOManagerConfig, Project, ProjectConfig, RunnerConfig, load_project
 from prefect_assets.errors import AssetsError
-from prefect_assets.io_managers import FsspecIOManager, IOManager, RecordStore
+from prefect_assets.io_managers import DATA_DELETED, FsspecIOManager, IOManager, MaterializationRecord, RecordStore
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -100,7 +101,7 @@ class Definitions:
             raise AssetsError("the 'default' IO manager keeps no records; configure io_managers.default with a base_uri")
         return store
 
-    def read_records(self, keys: Iterable[AssetKey]) -> dict[AssetKey, Any]:
+    def read_records(self, keys: Iterable[AssetKey]) -> dict[AssetKey, MaterializationRecord | None]:
         """Latest records of ``keys``, reading each record store once (concurrently where it can)."""
         by_store: dict[int, tuple[RecordStore, list[AssetKey]]] = {}
         for key in keys:
@@ -110,6 +111,34 @@ class Definitions:
         for store, store_keys in by_store.values():
             records.update(store.read_many(store_keys))
         return records
+
+    def stored_data_statuses(
+        self, records: Mapping[AssetKey, MaterializationRecord | None], rehash: bool = False
+    ) -> dict[AssetKey, AssetStatus]:
+        """Statuses of assets whose stored data is not what their record says.
+
+        Asks each IO manager once (:meth:`IOManager.check_stored`: one listing for the fsspec
+        IO manager), so ``status`` and ``materialize --stale`` notice files deleted or replaced
+        behind our back: a deleted file is ``missing (data deleted)``, a changed one
+        ``stale (data does not match its record: ...)``.
+
+        Args:
+            records: the latest records, as :meth:`read_records` returns them.
+            rehash: also hash every stored file (``status --verify``).
+        """
+        by_manager: dict[int, tuple[IOManager, list[MaterializationRecord]]] = {}
+        for key, record in records.items():
+            io_manager = self.io_manager_for(key)
+            if record is not None and io_manager is not None:
+                by_manager.setdefault(id(io_manager), (io_manager, []))[1].append(record)
+        statuses: dict[AssetKey, AssetStatus] = {}
+        for io_manager, manager_records in by_manager.values():
+            for (key, _partition), problem in io_manager.check_stored(manager_records, rehash).items():
+                statuses[AssetKey.parse(key)] = (
+                    AssetStatus("missing", "data deleted") if problem == DATA_DELETED
+                    else AssetStatus("stale", f"data does not match its record: {problem}")
+                )
+        return statuses
 
     def check_storage(self, keys: Iterable[AssetKey]) -> None:
         """Fail early, with one line, if a record store of ``keys`` cannot be read.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import importlib.util
 import textwrap
 import uuid
@@ -402,9 +404,17 @@ def test_selection(shop, expression, expected):
     assert selected == shop.toposort(selected)  # always in dependency order
 
 
-@pytest.mark.parametrize("expression", [None, "", "  "])
-def test_empty_selection_is_everything(shop, expression):
-    assert select(shop, expression) == shop.toposort()
+def test_no_selection_is_everything(shop):
+    assert select(shop, None) == shop.toposort()
+
+
+@pytest.mark.parametrize("expression,problem", [
+    ("", "is empty"), ("  ", "is empty"), (",", "has an empty term"), ("orders,,prices", "has an empty term"),
+    ("orders,", "has an empty term"), (", orders", "has an empty term"), ("orders, ,prices", "has an empty term"),
+])
+def test_a_given_selection_that_is_empty_or_has_an_empty_term_is_an_error_never_everything(shop, expression, problem):
+    with pytest.raises(AssetsError, match=f"selection {re.escape(repr(expression))} {problem}"):
+        select(shop, expression)
 
 
 def test_unknown_names_are_collected_into_one_error_with_suggestions(shop):
@@ -446,7 +456,7 @@ def record(key: str, code_version: str, data_version: str, **inputs: str) -> Mat
     return MaterializationRecord(
         key=key, partition=None, run_id=None, timestamp="2026-01-01T00:00:00+00:00", code_version=code_version,
         input_versions={k.replace("__", "/"): v for k, v in inputs.items()}, data_version=data_version,
-        format="json", uri=None, bytes=1, rows=None,
+        format="json", path=None, bytes=1, rows=None,
     )
 
 

@@ -24,8 +24,9 @@ def write_project(folder: Path, config: str, files: dict[str, str]) -> Path:
 
 def stored_at(defs: Definitions, key: AssetKey) -> Path:
     """Where the asset's IO manager puts a JSON value, as a local path."""
-    stored = defs.io_manager_for(key).handle_output(OutputContext(key), {"value": 1})
-    return Path(stored.uri.removeprefix("file://"))
+    io_manager = defs.io_manager_for(key)
+    stored = io_manager.handle_output(OutputContext(key), {"value": 1})
+    return Path(io_manager.base_uri.removeprefix("file://")) / stored.path
 
 
 def test_example_project_loads(project):

@@ -88,7 +88,7 @@ def test_example_files_and_records(example_run):
         files = list((root / "data").joinpath(*key.parts[:-1]).glob(f"{key.name}.*"))
         assert len(files) == 1, files
         data = files[0].read_bytes()
-        assert rec.uri == files[0].resolve().as_uri()
+        assert rec.path == str(files[0].relative_to(root / "data"))  # relative to base_uri
         assert rec.data_version == hashlib.sha256(data).hexdigest()[:16]
         assert rec.bytes == len(data)
         assert rec.code_version == defs.definition(key).code_version
@@ -358,5 +358,5 @@ def test_context_metadata_config_deps_and_unstored_assets(prefect_server, tmp_pa
     rec = result["summary"].record
     assert rec.metadata == {"owner": "me", "seen": 3, "kind": "s"}
     assert set(rec.input_versions) == {"numbers", "export"}
-    assert result["export"].record.uri is None
+    assert result["export"].record.path is None
     assert not list((tmp_path / "data").glob("export.*"))

@@ -65,7 +65,7 @@ def record_for(key="raw/orders", partition=None, **changes):
     fields = dict(
         key=key, partition=partition, run_id="run-1", timestamp="2024-05-01T12:00:00+00:00",
         code_version="c1", input_versions={"raw/customers": "00ff00ff00ff00ff"},
-        data_version="0123456789abcdef", format="json", uri=None, bytes=10, rows=2,
+        data_version="0123456789abcdef", format="json", path=None, bytes=10, rows=2,
         metadata={"owner": "bi"}, duration_seconds=1.5,
     )
     fields.update(changes)
@@ -79,7 +79,7 @@ def test_arrow_table_round_trips_as_parquet_without_our_marker(io):
     table = pa.table({"id": [1, 2, 3], "name": ["a", "b", "c"]})
     stored = store(io, table)
     assert (stored.format, stored.rows) == ("parquet", 3)
-    assert stored.uri.endswith("/raw/orders.parquet")
+    assert stored.path == "raw/orders.parquet"
     loaded = load(io)
     assert isinstance(loaded, pa.Table)
     assert loaded.equals(table)
@@ -130,7 +130,7 @@ def test_polars_frame_comes_back_as_polars(io):
 def test_values_round_trip_in_the_format_their_type_selects(io, value, fmt, rows, suffix):
     stored = store(io, value)
     assert (stored.format, stored.rows) == (fmt, rows)
-    assert stored.uri.endswith("/raw/orders" + suffix)
+    assert stored.path == "raw/orders" + suffix
     loaded = load(io)
     expected = bytes(value) if isinstance(value, bytearray) else value
     assert loaded == expected
@@ -189,7 +189,7 @@ def test_data_version_and_size_describe_the_bytes_on_disk(tmp_path):
     on_disk = (tmp_path / "raw" / "orders.parquet").read_bytes()
     assert stored.data_version == hashlib.sha256(on_disk).hexdigest()[:16]
     assert stored.bytes == len(on_disk)
-    assert stored.uri == (tmp_path / "raw" / "orders.parquet").as_uri()
+    assert stored.path == "raw/orders.parquet"
 
 
 def test_same_value_same_version_different_value_different_version(io):
@@ -219,10 +219,10 @@ def test_changing_format_leaves_one_file(tmp_path):
     assert load(io) == b"now bytes"
 
 
-def test_load_uses_the_record_uri_and_format(tmp_path):
+def test_load_uses_the_record_path_and_format(tmp_path):
     io = FsspecIOManager(str(tmp_path))
     stored = store(io, {"a": 1}, key=AssetKey.parse("elsewhere"))
-    record = record_for(uri=stored.uri, format=stored.format, bytes=stored.bytes, data_version=stored.data_version)
+    record = record_for(path=stored.path, format=stored.format, bytes=stored.bytes, data_version=stored.data_version)
     # The record, not the key's default path, says where the upstream's data is.
     assert io.load_input(InputContext(ORDERS, record=record)) == {"a": 1}
 
@@ -231,7 +231,7 @@ def test_record_pointing_at_deleted_data_says_so(io, tmp_path):
     stored = store(io, {"a": 1})
     os.remove(tmp_path / "data" / "raw" / "orders.json")
     with pytest.raises(AssetsError, match="no longer exists"):
-        io.load_input(InputContext(ORDERS, record=record_for(uri=stored.uri, format="json")))
+        io.load_input(InputContext(ORDERS, record=record_for(path=stored.path, format="json")))
 
 
 def test_missing_input_says_how_to_materialize_it(io):
@@ -265,7 +265,8 @@ def test_reserved_directory_is_not_an_asset(io):
 def test_generic_fsspec_backend_round_trips(memory_uri):
     io = FsspecIOManager(memory_uri)
     stored = store(io, pa.table({"id": [1, 2]}), partition_key="p1")
-    assert stored.uri == f"{memory_uri.replace('memory://', 'memory:///')}/raw/orders/p1.parquet"
+    assert stored.path == "raw/orders/p1.parquet"
+    assert fsspec.filesystem("memory").exists(f"{memory_uri}/raw/orders/p1.parquet")
     assert load(io, partition_key="p1").column("id").to_pylist() == [1, 2]
     io.record_store.write(record_for(partition="p1"))
     assert io.record_store.read(ORDERS, "p1") == record_for(partition="p1")
@@ -553,7 +554,7 @@ def test_custom_io_manager_needs_only_two_methods():
 
         def handle_output(self, context, obj):
             self.values[context.key] = obj
-            return StoredOutput(uri=f"dict://{context.key}", format="python", data_version="0", bytes=0, rows=None)
+            return StoredOutput(path=str(context.key), format="python", data_version="0", bytes=0, rows=None)
 
         def load_input(self, context):
             return self.values[context.key]
@@ -564,6 +565,7 @@ def test_custom_io_manager_needs_only_two_methods():
     assert io.record_store is None
     with pytest.raises(NotImplementedError, match="Dict cannot delete"):
         io.delete(ORDERS)
+    assert io.check_stored([record_for()]) == {}  # it cannot look into its storage: reports nothing
     with pytest.raises(TypeError):
         type("Half", (IOManager,), {"handle_output": lambda self, c, o: None})()
 
@@ -574,7 +576,7 @@ def test_custom_io_manager_needs_only_two_methods():
 def test_load_checks_the_size_against_the_record(io, tmp_path):
     stored = store(io, {"a": 1})
     (tmp_path / "data" / "raw" / "orders.json").write_bytes(b'{"a": 10}')
-    record = record_for(uri=stored.uri, format="json", bytes=stored.bytes, data_version=stored.data_version)
+    record = record_for(path=stored.path, format="json", bytes=stored.bytes, data_version=stored.data_version)
     with pytest.raises(AssetsError, match=r"does not match its materialization record \(it holds 9 bytes, the record says 8\)"):
         io.load_input(InputContext(ORDERS, record=record))
 
@@ -582,8 +584,8 @@ def test_load_checks_the_size_against_the_record(io, tmp_path):
 def test_remote_load_checks_the_content_hash_against_the_record(memory_uri):
     io = FsspecIOManager(memory_uri)
     stored = store(io, {"a": 1})
-    fsspec.filesystem("memory").pipe_file(stored.uri, b'{"a": 2}')  # same size, other bytes
-    record = record_for(uri=stored.uri, format="json", bytes=stored.bytes, data_version=stored.data_version)
+    fsspec.filesystem("memory").pipe_file(f"{memory_uri}/{stored.path}", b'{"a": 2}')  # same size, other bytes
+    record = record_for(path=stored.path, format="json", bytes=stored.bytes, data_version=stored.data_version)
     with pytest.raises(AssetsError, match="its content hashes to"):
         io.load_input(InputContext(ORDERS, record=record))
 
@@ -591,7 +593,7 @@ def test_remote_load_checks_the_content_hash_against_the_record(memory_uri):
 def test_empty_bytes_round_trip(io):
     stored = store(io, b"")
     assert (stored.bytes, stored.data_version) == (0, content_version(b""))
-    record = record_for(uri=stored.uri, format="raw", bytes=0, data_version=stored.data_version)
+    record = record_for(path=stored.path, format="raw", bytes=0, data_version=stored.data_version)
     assert io.load_input(InputContext(ORDERS, record=record)) == b""
 
 
@@ -604,7 +606,7 @@ def test_large_table_round_trips_through_the_background_writer(tmp_path):
     on_disk = (tmp_path / "raw" / "orders.parquet").read_bytes()
     assert stored.data_version == content_version(on_disk) and stored.bytes == len(on_disk) > 8_000_000
     assert pq.read_metadata(tmp_path / "raw" / "orders.parquet").num_row_groups == 5
-    record = record_for(uri=stored.uri, format="parquet", bytes=stored.bytes, data_version=stored.data_version)
+    record = record_for(path=stored.path, format="parquet", bytes=stored.bytes, data_version=stored.data_version)
     assert io.load_input(InputContext(ORDERS, record=record)).equals(table)
 
 

@@ -65,7 +65,7 @@ def test_sqlite_io_manager_from_the_docs_runs_the_example(project, prefect_serve
     # Its records are in the default store, and it is tracked like any other asset.
     record = json.loads((project / "data" / "_prefect_assets" / "records" / "reports" / "daily_revenue.json").read_text())
     assert record["format"] == "sqlite" and record["rows"] == 90
-    assert record["uri"].startswith("sqlite:///") and record["uri"].endswith("?table=reports__daily_revenue")
+    assert record["path"] == "reports__daily_revenue"
     status = run_cli("status", cwd=project)
     assert status.returncode == 0 and "stale" not in status.stdout and "missing" not in status.stdout, status.stdout
 

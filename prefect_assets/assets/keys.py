@@ -66,3 +66,40 @@ class AssetKey:
 
 
 CoercibleToKey = Union[AssetKey, str, Sequence[str]]
+
+#: Characters a partition key may not hold: path separators would move its file into another
+#: asset's folder, and fsspec reads ``*``, ``?`` and ``[`` as a glob, so a delete or read that
+#: named such a path could reach other partitions' files.
+_PARTITION_FORBIDDEN = frozenset("/\\*?[]")
+
+
+def check_partition_key(value: object) -> str:
+    """Return ``value`` if it can name a partition's file; raise :class:`AssetsError` otherwise.
+
+    A partition key becomes one path segment (``<key>/<partition>.<ext>``), so it must not be
+    empty, contain ``..``, ``/``, ``\\``, glob characters or control characters (NUL included),
+    or start or end with a space.
+
+    >>> check_partition_key("2026-01-05")
+    '2026-01-05'
+    >>> check_partition_key("../etc")
+    Traceback (most recent call last):
+    prefect_assets.errors.AssetsError: partition key '../etc' cannot be stored: ...
+    """
+    problem = None
+    if not isinstance(value, str) or not value:
+        problem = "it is empty" if value == "" else f"it is a {type(value).__name__}, not text"
+    elif ".." in value:
+        problem = "it contains '..'"
+    elif any(c in _PARTITION_FORBIDDEN for c in value):
+        problem = "it contains " + " or ".join(repr(c) for c in sorted(set(value) & _PARTITION_FORBIDDEN))
+    elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+        problem = "it contains a control character"
+    elif value != value.strip():
+        problem = "it starts or ends with a space"
+    if problem:
+        raise AssetsError(
+            f"partition key {value!r} cannot be stored: {problem}; use letters, digits and '-', '_', ':', '.' "
+            "(e.g. 2026-01-05)"
+        )
+    return value

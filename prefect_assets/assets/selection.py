@@ -49,19 +49,30 @@ def by_tag(graph: AssetGraph, name: str, value: str | None = None) -> set[AssetK
 def select(graph: AssetGraph, expression: str | None) -> list[AssetKey]:
     """Evaluate a selection expression; return the keys in dependency order.
 
-    ``None`` or an empty expression selects everything.
+    ``None`` (no selection given) selects everything. A *given* selection is never read as
+    "everything" by accident: an empty or blank one, or one with an empty term (``a,,b``,
+    a trailing comma), is an error, because ``wipe`` and ``materialize`` act on what it
+    selects.
 
     Raises:
-        AssetsError: unknown keys, groups or tags (all of them, with suggestions), or a
-            malformed term.
+        AssetsError: an empty or malformed expression, or unknown keys, groups or tags (all
+            of them, with suggestions).
     """
-    if expression is None or not expression.strip():
+    if expression is None:
         return graph.toposort()
+    if not expression.strip():
+        raise AssetsError(
+            f"selection {expression!r} is empty; name the assets, e.g. 'orders', 'group:raw', or '*' for all"
+        )
+    terms = [t.strip() for t in expression.split(",")]
+    if not all(terms):
+        raise AssetsError(
+            f"selection {expression!r} has an empty term (two commas in a row, or a comma at either end); "
+            "write terms separated by single commas, e.g. 'orders, group:raw'"
+        )
     selected: set[AssetKey] = set()
     unknown: list[str] = []
-    for term in (t.strip() for t in expression.split(",")):
-        if not term:
-            continue
+    for term in terms:
         match = _TERM.match(term)
         if not match:
             raise AssetsError(f"selection term {term!r} is not valid; write e.g. 'orders', '+orders', 'orders+2', 'group:raw'")

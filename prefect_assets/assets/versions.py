@@ -105,17 +105,23 @@ def asset_status(
 
 
 def graph_status(
-    graph: AssetGraph, records: Mapping[AssetKey, VersionRecord | None], keys: Iterable[AssetKey] | None = None
+    graph: AssetGraph,
+    records: Mapping[AssetKey, VersionRecord | None],
+    keys: Iterable[AssetKey] | None = None,
+    known: Mapping[AssetKey, AssetStatus] | None = None,
 ) -> dict[AssetKey, AssetStatus]:
     """Status of ``keys`` (default: all), computed upstream first so staleness propagates.
 
     ``records`` must hold the record (or ``None``) of every key and of all its ancestors
-    (:func:`~prefect_assets.assets.selection.upstream` gives that set).
+    (:func:`~prefect_assets.assets.selection.upstream` gives that set). ``known`` holds
+    statuses decided from outside the records, such as data deleted behind our back: they win
+    over what the record says, and propagate downstream like any other.
     """
     from prefect_assets.assets.selection import upstream  # selection imports this module's siblings
 
+    known = known or {}
     wanted = set(graph.nodes) if keys is None else set(keys)
     statuses: dict[AssetKey, AssetStatus] = {}
     for key in graph.toposort(upstream(graph, wanted)):
-        statuses[key] = asset_status(graph.nodes[key], records.get(key), records, statuses)
+        statuses[key] = known.get(key) or asset_status(graph.nodes[key], records.get(key), records, statuses)
     return {k: s for k, s in statuses.items() if k in wanted}

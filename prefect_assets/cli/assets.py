@@ -81,12 +81,20 @@ def graph(
 
 @app.command()
 @user_errors
-def status(project: Optional[Path] = ProjectOption, select: Optional[str] = SelectOption) -> None:
-    """Fresh, stale (with the cause) or missing; last run, size and rows."""
+def status(
+    project: Optional[Path] = ProjectOption,
+    select: Optional[str] = SelectOption,
+    verify: bool = typer.Option(False, "--verify", help="Also re-hash every stored file against its record."),
+) -> None:
+    """Fresh, stale (with the cause) or missing; last run, size and rows.
+
+    Stored files are checked against their records (present, same size; with --verify, same
+    content hash): data deleted behind our back shows as missing (data deleted).
+    """
     defs = Definitions.load(project)
     keys = select_keys(defs.graph, select)
     records = defs.read_records(upstream(defs.graph, keys))
-    statuses = graph_status(defs.graph, records, keys)
+    statuses = graph_status(defs.graph, records, keys, defs.stored_data_statuses(records, rehash=verify))
     table = Table("asset", "status", "last materialized", "bytes", "rows", "data version", box=None)
     colours = {"fresh": "green", "stale": "yellow", "missing": "red"}
     for key in keys:
@@ -116,7 +124,7 @@ def materialize(
 ) -> None:
     """Materialize the selection through a Prefect flow run; exit 1 if an asset failed."""
     prepare_prefect_environment(verbose)  # before the project's modules, which may import Prefect
-    # The project and selection are checked before we import Prefect (a few seconds), so a
+    # The project and selection are checked before we import Prefect, which is slow, so a
     # mistake in either is reported at once.
     defs = Definitions.load(project)
     total = len(select_keys(defs.graph, select))

@@ -104,8 +104,11 @@ class _Scheduler:
         outside = {up for key in selected for up in graph.upstream_of(key)} - selected
         to_read = upstream(graph, selected) if self.plan.stale_only else outside
         self.records = self.defs.read_records(to_read)
+        # Data deleted or replaced behind our back: such an asset is not fresh, and loading it
+        # would fail, so it reruns with --stale and its downstream hears why.
+        self.stored_statuses = self.defs.stored_data_statuses(self.records)
         self.statuses: dict[AssetKey, AssetStatus] = (
-            graph_status(graph, self.records, outside) if self.plan.stale_only else {}
+            graph_status(graph, self.records, outside, self.stored_statuses) if self.plan.stale_only else {}
         )
         sorter = graphlib.TopologicalSorter({k: graph.upstream_of(k) & selected for k in self.plan.keys})
         sorter.prepare()
@@ -130,13 +133,18 @@ class _Scheduler:
             outcome = self.outcomes.get(up)
             if outcome is not None and outcome.status in ("failed", "skipped"):
                 return AssetResult(key, "skipped", reason=f"upstream '{up}' {outcome.status}")
-            if outcome is None and self.records.get(up) is None and up not in self.plan.runs:
+            if outcome is None and up not in self.plan.runs:
                 # Nothing ran, but the user asked for this asset and cannot have it: a failure
                 # (exit 1, flow run Failed), with the selection that would work.
-                return AssetResult(
-                    key, "failed",
-                    reason=f"upstream '{up}' was never materialized; select it too: --select +{key}",
-                )
+                if self.records.get(up) is None:
+                    missing = "was never materialized"
+                elif self.stored_statuses.get(up, FRESH).state == "missing":
+                    missing = "has no data (deleted since it was materialized)"
+                else:
+                    continue
+                return AssetResult(key, "failed", reason=f"upstream '{up}' {missing}; select it too: --select +{key}")
+        if self.plan.stale_only and key in self.stored_statuses:
+            return None
         if self.plan.stale_only:
             status = asset_status(node, self.records.get(key), self.records, self.statuses)
             if status.state == "fresh":
@@ -179,8 +187,8 @@ def _task_value(future: PrefectFuture) -> Any:
     """What a finished task returned (or raised), read from its final state in memory.
 
     ``PrefectFuture.result()`` runs a coroutine on Prefect's event-loop thread for every call,
-    which costs several milliseconds per asset on this scheduler thread once that loop is busy
-    with the run's events. A task run without result persistence keeps its value in the final
+    which slows this scheduler thread down on every asset once that loop is busy with the run's
+    events. A task run without result persistence keeps its value in the final
     state it hands back, so we read it there and fall back to ``result()`` for anything else.
     """
     future.wait()

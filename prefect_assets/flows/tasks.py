@@ -94,7 +94,7 @@ def _store(
         # An asset that stores nothing has no bytes to hash: each materialization is a new version.
         data_version=stored.data_version if stored else _unstored_version(run.key, timestamp),
         format=stored.format if stored else None,
-        uri=stored.uri if stored else None,
+        path=stored.path if stored else None,
         bytes=stored.bytes if stored else None,
         rows=stored.rows if stored else None,
         metadata=metadata,
@@ -115,11 +115,11 @@ def asset_task(run: AssetRun, defaults: DefaultsConfig, upstream_uris: list[str]
     definition = run.node.definition
     # Only the user's own tags: Prefect checks tag concurrency limits on the server for every
     # tag of every task run (a lease round trip each), so a tag we added to every asset would
-    # cost every asset, tens of milliseconds under load.
+    # cost every asset a round trip.
     tags = {f"{k}:{v}" for k, v in definition.tags.items()}
     # Built directly rather than by ``with_options`` on a base task, which inspects
-    # ``Task.__init__``'s signature and copies every option on each call: a millisecond per asset
-    # on the flow's scheduling thread.
+    # ``Task.__init__``'s signature and copies every option on each call, for every asset, on the
+    # flow's scheduling thread.
     return MaterializingTask(
         fn=_TASK_FN,
         name=str(run.key),

@@ -14,11 +14,12 @@ See ``docs/storage.md``.
 
 from __future__ import annotations
 
-from prefect_assets.io_managers.base import InputContext, IOManager, OutputContext, StoredOutput
+from prefect_assets.io_managers.base import DATA_DELETED, InputContext, IOManager, OutputContext, StoredOutput
 from prefect_assets.io_managers.fsspec import FsspecIOManager
 from prefect_assets.io_managers.records import MaterializationRecord, RecordStore
 
 __all__ = [
+    "DATA_DELETED",
     "FsspecIOManager",
     "IOManager",
     "InputContext",

@@ -8,7 +8,7 @@ versions, staleness) is built on the :class:`StoredOutput` that ``handle_output`
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +53,10 @@ class StoredOutput:
     """Where and how :meth:`IOManager.handle_output` stored a value.
 
     Attributes:
-        uri: full URL of the stored data (``file:///...``, ``s3://...``).
+        path: where the value is, *relative to the IO manager's own location* (for the fsspec
+            IO manager, its ``base_uri``): ``raw/orders.parquet``, ``raw/orders/2026-01-05.json``.
+            The record keeps this, never an absolute location, so a project that is copied or
+            moved, or a bucket read from another machine, finds its own data.
         format: storage format name.
         data_version: content hash of what was stored; downstream assets become stale when it
             changes. Use :func:`prefect_assets.assets.versions.content_version` on the bytes.
@@ -61,19 +64,25 @@ class StoredOutput:
         rows: row count where it means something, else None.
     """
 
-    uri: str
+    path: str
     format: str
     data_version: str
     bytes: int
     rows: int | None
 
 
+#: What :meth:`IOManager.check_stored` says about one record's data: ``"deleted"``, or a line
+#: describing how the stored data differs from the record.
+DATA_DELETED = "deleted"
+
+
 class IOManager(abc.ABC):
     """Stores asset values and loads them back. Subclass it to store assets anywhere.
 
     Only :meth:`handle_output` and :meth:`load_input` are required. Override :meth:`delete` to
-    support ``prefect-assets wipe``, and :attr:`record_store` to keep materialization records
-    somewhere of your own (by default they go to the default IO manager's store).
+    support ``prefect-assets wipe``, :meth:`check_stored` to let ``status`` notice data removed
+    behind your back, and :attr:`record_store` to keep materialization records somewhere of your
+    own (by default they go to the default IO manager's store).
 
     Example: an IO manager that keeps CSV text in a dict::
 
@@ -92,7 +101,7 @@ class IOManager(abc.ABC):
                 writer.writerows(obj)
                 data = buf.getvalue().encode()
                 self.files[(context.key, context.partition_key)] = data
-                return StoredOutput(uri=f"mem://{context.key}.csv", format="csv",
+                return StoredOutput(path=f"{context.key}.csv", format="csv",
                                     data_version=content_version(data), bytes=len(data), rows=len(obj))
 
             def load_input(self, context):
@@ -136,3 +145,23 @@ class IOManager(abc.ABC):
     def record_store(self) -> RecordStore | None:
         """Where this IO manager keeps materialization records; None means the default's store."""
         return None
+
+    def check_stored(
+        self, records: Iterable[MaterializationRecord], rehash: bool = False
+    ) -> dict[tuple[str, str | None], str]:
+        """Compare what is stored with what ``records`` say, for ``prefect-assets status``.
+
+        Override it so that ``status`` and ``materialize --stale`` notice data deleted or
+        replaced behind the framework's back. The base class cannot look into your storage and
+        reports nothing.
+
+        Args:
+            records: latest records of assets this IO manager stores.
+            rehash: also hash the stored bytes and compare them with each record's data version
+                (``status --verify``); otherwise only presence and size are checked.
+
+        Returns:
+            ``{(record.key, record.partition): problem}`` for every record whose data is not as
+            recorded: :data:`DATA_DELETED`, or one line saying what differs.
+        """
+        return {}

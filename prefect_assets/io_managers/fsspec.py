@@ -21,14 +21,14 @@ so a replaced or half-replaced object is reported instead of decoded.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import fsspec.core
 
-from prefect_assets.assets.keys import AssetKey
+from prefect_assets.assets.keys import AssetKey, check_partition_key
 from prefect_assets.errors import AssetsError
-from prefect_assets.io_managers.base import InputContext, IOManager, OutputContext, StoredOutput
+from prefect_assets.io_managers.base import DATA_DELETED, InputContext, IOManager, OutputContext, StoredOutput
 from prefect_assets.io_managers.formats import (
     FORMATS,
     PICKLE,
@@ -37,16 +37,10 @@ from prefect_assets.io_managers.formats import (
     choose_format,
     format_by_name,
 )
-from prefect_assets.io_managers.records import MaterializationRecord, RecordStore, check_partition
+from prefect_assets.io_managers.records import MaterializationRecord, RecordStore
 from prefect_assets.io_managers.secrets import Redactor, storage_error
 from prefect_assets.io_managers.hashing import HashingWriter, content_hasher, version_of
-from prefect_assets.io_managers.storage import (
-    MULTIPART_PROTOCOLS,
-    is_local,
-    open_atomic,
-    protocols,
-    read_all,
-)
+from prefect_assets.io_managers.storage import is_local, open_atomic, read_all, remove_exact
 
 #: Top-level directory for our own bookkeeping; no asset key may start with it.
 RESERVED_DIR = "_prefect_assets"
@@ -82,8 +76,8 @@ class FsspecIOManager(IOManager):
         >>> from prefect_assets.assets.keys import AssetKey
         >>> io = FsspecIOManager(tempfile.mkdtemp())
         >>> stored = io.handle_output(OutputContext(AssetKey.parse("reports/daily")), {"rows": 3})
-        >>> stored.format, stored.uri.endswith("/reports/daily.json")
-        ('json', True)
+        >>> stored.format, stored.path
+        ('json', 'reports/daily.json')
         >>> io.load_input(InputContext(AssetKey.parse("reports/daily")))
         {'rows': 3}
     """
@@ -168,12 +162,20 @@ class FsspecIOManager(IOManager):
 
     def path(self, key: AssetKey, partition_key: str | None, fmt: Format) -> str:
         """The filesystem path (no protocol) of ``key``/``partition_key`` stored as ``fmt``."""
+        return f"{self._root}/{self.relative_path(key, partition_key, fmt)}"
+
+    def relative_path(self, key: AssetKey, partition_key: str | None, fmt: Format) -> str:
+        """Where ``key``/``partition_key`` stored as ``fmt`` lives under ``base_uri``: the
+        ``path`` its records keep (``raw/orders.parquet``, ``raw/orders/2026-01-05.json``)."""
         if key.parts[0] == RESERVED_DIR:
             raise AssetsError(f"asset key '{key}' starts with {RESERVED_DIR!r}, which is reserved; rename the asset")
-        base = "/".join((self._root, *key.parts))
+        base = "/".join(key.parts)
         if partition_key is not None:
-            base = f"{base}/{check_partition(partition_key)}"
+            base = f"{base}/{check_partition_key(partition_key)}"
         return f"{base}.{fmt.extension}"
+
+    def _display(self, path: str) -> str:
+        return self._redact.uri(self._fs.unstrip_protocol(path))
 
     def handle_output(self, context: OutputContext, obj: Any) -> StoredOutput:
         """Choose a format and stream the value into storage, hashed on the way, atomically.
@@ -221,7 +223,7 @@ class FsspecIOManager(IOManager):
         self._remove([self.path(context.key, context.partition_key, other) for other in FORMATS.values()
                       if other is not fmt])
         return StoredOutput(
-            uri=self._fs.unstrip_protocol(path),
+            path=self.relative_path(context.key, context.partition_key, fmt),
             format=fmt.name,
             data_version=data_version,
             bytes=size,
@@ -229,7 +231,7 @@ class FsspecIOManager(IOManager):
         )
 
     def load_input(self, context: InputContext) -> Any:
-        """Load the value, from the record's uri and format when given, else by probing.
+        """Load the value, from the record's path and format when given, else by probing.
 
         With a record, what was read is checked against it first: its size, and on remote
         stores its content hash (cheap next to the transfer; on local disk files are only ever
@@ -241,25 +243,79 @@ class FsspecIOManager(IOManager):
                 ``allow_pickle: false``, or the storage refused the credentials.
         """
         record = context.record
-        if record is not None and record.uri and record.format:
+        if record is not None and record.format:
             fmt = format_by_name(record.format)
             self._check_pickle(context.key, fmt)
-            path = self._fs._strip_protocol(record.uri)
+            path = self._recorded_path(record, fmt)
             try:
                 data = read_all(self._fs, path, record.bytes)
             except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
                 error = self._error(exc, f"reading asset '{context.key}' from", path)
                 if isinstance(error, FileNotFoundError):
                     raise AssetsError(
-                        f"asset '{context.key}' was materialized to {self._redact.uri(record.uri)}, which no longer "
-                        f"exists; materialize it again: prefect-assets materialize --select +{context.key}"
+                        f"asset '{context.key}' was materialized to {self._display(path)}, "
+                        f"which no longer exists; materialize it again: prefect-assets materialize --select +{context.key}"
                     ) from None
                 raise error from None
-            self._verify(context.key, record, data)
+            self._verify(context.key, record, path, data)
         else:
             fmt, data = self._probe(context.key, context.partition_key)
             self._check_pickle(context.key, fmt)
         return fmt.load(data, self.format_options.get(fmt.name, {}))
+
+    def check_stored(
+        self, records: Iterable[MaterializationRecord], rehash: bool = False
+    ) -> dict[tuple[str, str | None], str]:
+        """Compare the stored files with ``records`` from one listing of ``base_uri``.
+
+        One listing, not a request per asset: on S3 a thousand assets cost a page or two of
+        ``ListObjectsV2``. A file that is gone is :data:`DATA_DELETED`; one whose size differs,
+        or with ``rehash`` whose content hash differs, is described in one line.
+        """
+        wanted = [r for r in records if r.format is not None]
+        if not wanted:
+            return {}
+        try:
+            self._fs.invalidate_cache(self._root)  # a listing cached earlier in this process may be stale
+            listing = self._fs.find(self._root, detail=True)
+        except FileNotFoundError:
+            listing = {}
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            raise self._error(exc, "listing", self._root) from None
+        sizes = {self._fs._strip_protocol(path): info.get("size") for path, info in listing.items()}
+        problems: dict[tuple[str, str | None], str] = {}
+        for record in wanted:
+            path = self._recorded_path(record, format_by_name(record.format))
+            size = sizes.get(path)
+            if path not in sizes:
+                problems[(record.key, record.partition)] = DATA_DELETED
+            elif record.bytes is not None and size is not None and size != record.bytes:
+                problems[(record.key, record.partition)] = f"it holds {size:,} bytes, the record says {record.bytes:,}"
+            elif rehash and record.data_version:
+                hasher = content_hasher()
+                hasher.update(read_all(self._fs, path, record.bytes))
+                if version_of(hasher) != record.data_version:
+                    problems[(record.key, record.partition)] = (
+                        f"its content hashes to {version_of(hasher)}, the record says {record.data_version}"
+                    )
+        return problems
+
+    def _recorded_path(self, record: MaterializationRecord, fmt: Format) -> str:
+        """The filesystem path of the data ``record`` names, always under this manager's root.
+
+        Records keep a path relative to ``base_uri``; one from before portable paths has none
+        and is found by the layout. A path that would leave the root (absolute, ``..``, a URL)
+        is refused: records on shared storage must not make us read or verify other files.
+        """
+        relative = record.path
+        if relative is None:
+            return self.path(AssetKey.parse(record.key), record.partition, fmt)
+        if relative.startswith("/") or "://" in relative or "\\" in relative or ".." in relative.split("/"):
+            raise AssetsError(
+                f"the record of asset '{record.key}' names {relative!r}, outside {self.base_uri}; "
+                f"delete the record and materialize the asset again"
+            )
+        return f"{self._root}/{relative}"
 
     def delete(self, key: AssetKey, partition_key: str | None = None) -> None:
         """Remove the stored files (any format) and the record of ``key``/``partition_key``.
@@ -277,7 +333,7 @@ class FsspecIOManager(IOManager):
                 "(allow_pickle: false); re-materialize it in another format or set allow_pickle: true"
             )
 
-    def _verify(self, key: AssetKey, record: MaterializationRecord, data: Any) -> None:
+    def _verify(self, key: AssetKey, record: MaterializationRecord, path: str, data: Any) -> None:
         size = memoryview(data).nbytes
         problem = None
         if record.bytes is not None and size != record.bytes:
@@ -289,7 +345,7 @@ class FsspecIOManager(IOManager):
                 problem = f"its content hashes to {version_of(hasher)}, the record says {record.data_version}"
         if problem:
             raise AssetsError(
-                f"asset '{key}': {self._redact.uri(record.uri)} does not match its materialization record "
+                f"asset '{key}': {self._display(path)} does not match its materialization record "
                 f"({problem}); it was replaced after the record was written (a concurrent run, or one stopped "
                 f"between writing data and record); materialize it again: prefect-assets materialize --select {key}"
             )
@@ -311,15 +367,7 @@ class FsspecIOManager(IOManager):
 
     def _remove(self, paths: list[str]) -> None:
         try:
-            if protocols(self._fs) & MULTIPART_PROTOCOLS:
-                # One DeleteObjects request for all of them; S3 does not mind missing keys.
-                self._fs.rm(paths)
-                return
-            for path in paths:
-                try:
-                    self._fs.rm_file(path)
-                except FileNotFoundError:
-                    pass
+            remove_exact(self._fs, paths)
         except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
             raise self._error(exc, "deleting", paths[0]) from None
 

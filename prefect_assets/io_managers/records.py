@@ -8,12 +8,12 @@ Layout under the store's root::
     <root>/<key parts...>/<partition>.json      partitioned
 
 >>> import fsspec, tempfile
->>> from prefect_assets.assets.keys import AssetKey
+>>> from prefect_assets.assets.keys import AssetKey, check_partition_key
 >>> store = RecordStore(fsspec.filesystem("file"), tempfile.mkdtemp())
 >>> record = MaterializationRecord(
 ...     key="reports/daily", partition=None, run_id=None, timestamp="2024-01-01T00:00:00+00:00",
 ...     code_version="abc", input_versions={}, data_version="0123456789abcdef", format="json",
-...     uri=None, bytes=2, rows=None, metadata={})
+...     path="reports/daily.json", bytes=2, rows=None, metadata={})
 >>> store.write(record)
 >>> store.read(AssetKey.parse("reports/daily")) == record
 True
@@ -29,13 +29,10 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
-from prefect_assets.assets.keys import AssetKey
+from prefect_assets.assets.keys import AssetKey, check_partition_key
 from prefect_assets.errors import AssetsError
 from prefect_assets.io_managers.secrets import Redactor, storage_error
-from prefect_assets.io_managers.storage import write_atomic
-
-#: Characters fsspec's ``cat``/``expand_path`` treat as a glob.
-_GLOB_CHARS = "*?["
+from prefect_assets.io_managers.storage import has_glob, write_atomic
 
 #: Reading "from byte 0 to the end" instead of "the file": the same bytes on every backend, but
 #: s3fs then sends one GET. For a plain ``cat_file`` it first asks for the size (a HEAD, to
@@ -56,7 +53,10 @@ class MaterializationRecord:
         input_versions: upstream key (written form) → the data version that was read.
         data_version: hash of the stored bytes; None when the asset stores nothing itself.
         format: storage format name (``parquet``, ``json``, ...), or None.
-        uri: full URL of the stored data, e.g. ``s3://lake/orders.parquet``, or None.
+        path: where the data is, relative to its IO manager's location (``raw/orders.parquet``
+            under the ``base_uri``), or None when the asset stores nothing. Never absolute, so
+            records stay true when the project is copied or moved, or the bucket is read
+            from another machine.
         bytes: stored size, or None.
         rows: row count where it means something (tables, lists), else None.
         metadata: user metadata (``context.add_metadata``, ``Output(metadata=...)``).
@@ -71,7 +71,7 @@ class MaterializationRecord:
     input_versions: dict[str, str]
     data_version: str | None
     format: str | None
-    uri: str | None
+    path: str | None
     bytes: int | None
     rows: int | None
     metadata: dict = field(default_factory=dict)
@@ -80,7 +80,7 @@ class MaterializationRecord:
     def to_json(self) -> bytes:
         """Serialize as UTF-8 JSON. Metadata values JSON cannot hold are written as strings.
 
-        One line, no indentation: ``json`` then uses its C encoder, several times faster than
+        One line, no indentation: ``json`` then uses its C encoder, much faster than
         the pure-Python one that indenting needs, and every asset writes a record
         (``jq . record.json`` pretty-prints one).
         """
@@ -98,6 +98,9 @@ class MaterializationRecord:
         if not isinstance(raw, dict):
             raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
         # Ignoring unknown fields lets an older prefect-assets read records a newer one wrote.
+        # Records of 0.1.0 before portable paths held an absolute ``uri`` instead of ``path``:
+        # they load with no path, and the IO manager finds the data by its layout.
+        raw.setdefault("path", None)
         known = {f.name for f in dataclasses.fields(cls)}
         try:
             return cls(**{k: v for k, v in raw.items() if k in known})
@@ -133,7 +136,7 @@ class RecordStore:
         base = "/".join((self.root, *key.parts))
         if partition is None:
             return base + ".json"
-        return f"{base}/{check_partition(partition)}.json"
+        return f"{base}/{check_partition_key(partition)}.json"
 
     def write(self, record: MaterializationRecord) -> None:
         """Store ``record`` atomically, replacing the previous one for its key and partition."""
@@ -174,7 +177,7 @@ class RecordStore:
         paths = {key: self.path(key, partition) for key in keys}
         if not paths:
             return {}
-        if any(c in p for p in paths.values() for c in _GLOB_CHARS):
+        if any(has_glob(p) for p in paths.values()):
             # fs.cat would expand glob characters (from an unusual partition key); read one by one.
             return {key: self.read(key, partition) for key in paths}
         # A list always yields a dict keyed by the normalized path, with exceptions as values.
@@ -216,19 +219,6 @@ class RecordStore:
             raise AssetsError(
                 f"{uri} is not a valid materialization record ({e}); delete it and re-materialize the asset"
             ) from None
-
-
-def check_partition(partition: str) -> str:
-    """Return ``partition`` if it can be a file name; raise AssetsError otherwise.
-
-    A ``/`` (or ``..``) would move the file out of the asset's directory, or into another's.
-    """
-    if not isinstance(partition, str) or not partition or partition in (".", "..") \
-            or "/" in partition or "\\" in partition:
-        raise AssetsError(
-            f"partition key {partition!r} cannot be stored: use a non-empty name without '/' or '\\'"
-        )
-    return partition
 
 
 def _plain(value: Any) -> Any:

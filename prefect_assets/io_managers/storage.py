@@ -69,7 +69,7 @@ OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "
 MULTIPART_PROTOCOLS = frozenset({"s3", "s3a"})
 
 #: Object stores on which a large object is read in concurrent ranges. One S3 connection
-#: tops out around 100 MB/s; four ranges in flight come close to the link's bandwidth.
+#: tops out well below the link's bandwidth; four ranges in flight come close to it.
 RANGED_READ_PROTOCOLS = frozenset({"s3", "s3a"})
 
 #: Bytes per range in :func:`read_all` (objects larger than this are read in ranges).
@@ -170,7 +170,7 @@ def write_atomic(fs: AbstractFileSystem, path: str, data: BytesLike) -> None:
 
 # Local disks: push dirty pages to disk every this many bytes while writing, from the writer
 # thread, so the fsync before the rename has little left to do (it would otherwise stall the
-# commit for the whole file, ~0.1 s per 250 MB here).
+# commit for the whole file).
 _LOCAL_SYNC_EVERY = 64 * 2**20
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
@@ -304,6 +304,39 @@ class _RenameWriter(AtomicWriter):
             self._file.close()  # publishes the temporary name only, removed next
         with contextlib.suppress(Exception):
             self.fs.rm_file(self.tmp)
+
+
+# --- deleting ------------------------------------------------------------------------------
+
+#: Characters fsspec's ``rm``, ``cat`` and ``expand_path`` read as a glob.
+GLOB_CHARS = "*?["
+
+
+def has_glob(path: str) -> bool:
+    """Whether fsspec would expand ``path`` as a glob pattern instead of naming one file."""
+    return any(c in path for c in GLOB_CHARS)
+
+
+def remove_exact(fs: AbstractFileSystem, paths: list[str]) -> None:
+    """Delete exactly the files ``paths`` name; missing ones are fine.
+
+    fsspec's ``rm`` reads ``*``, ``?`` and ``[`` in a path as a glob, so a path holding one
+    would delete whatever it matches, other assets' files included. Asset keys and partition
+    keys cannot hold them, but a ``base_uri`` can (``s3://lake/run[1]``): such paths are
+    removed one by one with ``rm_file``, which never globs.
+
+    Raises:
+        OSError: the storage refused a delete (other than for a missing file).
+    """
+    if protocols(fs) & MULTIPART_PROTOCOLS and not any(has_glob(p) for p in paths):
+        # One DeleteObjects request for all of them; S3 does not mind missing keys.
+        fs.rm(list(paths))
+        return
+    for path in paths:
+        try:
+            fs.rm_file(path)
+        except FileNotFoundError:
+            pass
 
 
 # --- reading -------------------------------------------------------------------------------
