@@ -39,7 +39,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # ``materialize`` imports Prefect, which takes a second or two: load it on first use so
+    # ``materialize`` imports Prefect, which is slow to import: load it on first use so
     # that defining assets, listing them and reading status stay fast.
     if name == "materialize":
         from prefect_assets.flows.build import materialize

@@ -108,13 +108,22 @@ def load_project(start: str | Path | None = None) -> Project:
     """Find, read, expand and validate the project configuration."""
     file = find_project_file(start)
     try:
-        raw = yaml.safe_load(file.read_text()) or {}
+        raw = yaml.safe_load(file.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise AssetsError(f"{file}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    if raw is None:
+        # Not "all defaults": modules would default to 'assets' and fail with a puzzling import error.
+        raise AssetsError(
+            f"{file} is empty; write at least 'modules: [my_assets]' (the modules holding your @asset functions), "
+            "or scaffold a project with: prefect-assets init DIR"
+        )
     if not isinstance(raw, dict):
-        raise AssetsError(f"{file}: the top level must be a mapping of keys such as name:, modules:, io_managers:")
+        raise AssetsError(
+            f"{file}: the top level is a {type(raw).__name__}, not a mapping; "
+            "write keys such as 'name: shop' and 'modules: [my_assets]', one per line"
+        )
     return Project(file.parent, parse_config(raw, source=str(file)), file)
 
 

@@ -19,8 +19,9 @@ from prefect_assets.assets.graph import AssetGraph
 from prefect_assets.assets.keys import AssetKey
 from prefect_assets.assets.versions import AssetStatus
 from prefect_assets.config import DefaultsConfig, IOManagerConfig, Project, ProjectConfig, RunnerConfig, load_project
-from prefect_assets.errors import AssetsError
+from prefect_assets.errors import AssetsError, did_you_mean
 from prefect_assets.io_managers import DATA_DELETED, FsspecIOManager, IOManager, MaterializationRecord, RecordStore
+from prefect_assets.io_managers.formats import FORMATS
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -140,19 +141,29 @@ class Definitions:
                 )
         return statuses
 
-    def check_storage(self, keys: Iterable[AssetKey]) -> None:
-        """Fail early, with one line, if a record store of ``keys`` cannot be read.
+    def check_storage(self, read: Iterable[AssetKey], written: Iterable[AssetKey] = ()) -> None:
+        """Fail early, with one line, if the storage a run needs cannot be used.
 
-        Reads one record from each distinct record store (a single request each), so wrong
-        credentials, an unreachable endpoint or a missing bucket surface as an
+        Reads one record from each distinct record store of ``read`` (a single request each),
+        so wrong credentials, an unreachable endpoint or a missing bucket surface as an
         :class:`AssetsError` before a flow run starts, not as failed assets halfway through.
+        For ``written`` assets, a local folder that cannot take new files is reported too.
 
         Raises:
             AssetsError: a record store refused the credentials, cannot be reached or does
-                not exist.
+                not exist, or a local folder that a written asset needs is not writable.
         """
+        targets: dict[int, FsspecIOManager | RecordStore] = {}
+        for key in written:
+            io_manager = self.io_manager_for(key)
+            if isinstance(io_manager, FsspecIOManager):
+                targets.setdefault(id(io_manager), io_manager)
+            store = self.record_store_for(key)
+            targets.setdefault(id(store), store)
+        for target in targets.values():
+            target.check_writable()
         first_key: dict[int, tuple[RecordStore, AssetKey]] = {}
-        for key in keys:
+        for key in read:
             store = self.record_store_for(key)
             first_key.setdefault(id(store), (store, key))
         for store, key in first_key.values():
@@ -173,6 +184,13 @@ class Definitions:
                 raise AssetsError(
                     f"asset '{node.key}' ({node.definition.source}): io_manager '{name}' is not configured; "
                     f"add io_managers.{name} to prefect_assets.yaml (configured: {', '.join(configured)})"
+                )
+            fmt = node.definition.format
+            if fmt is not None and isinstance(self.io_managers.get(name), FsspecIOManager) and fmt not in FORMATS:
+                # Caught when the project loads, not when the asset's first value is stored.
+                raise AssetsError(
+                    f"asset '{node.key}' ({node.definition.source}): format={fmt!r} is not a format"
+                    f"{did_you_mean(fmt, FORMATS)}; use one of: {', '.join(FORMATS)}"
                 )
 
 

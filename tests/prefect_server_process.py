@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-#: Generous for a cold 2-core machine; the server usually answers within 10-20 s.
+#: Generous for a cold 2-core machine.
 STARTUP_TIMEOUT = 120
 
 

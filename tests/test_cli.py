@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from prefect_assets.config import PROJECT_FILE
-from tests.conftest import EXAMPLE, run_cli
+from tests.conftest import EXAMPLE, free_port, run_cli
 
 EXAMPLE_KEYS = [
     "customers", "orders", "prices", "paid_orders", "orders_by_customer", "reports/daily_revenue",
@@ -176,6 +176,17 @@ def orders():
     return [1]
 """
 
+# Records the run in a file beside it: a bad partition must be refused before the function runs.
+PARTITIONED = """
+from pathlib import Path
+from prefect_assets import asset
+
+@asset(partitions=["2026-01-05"])
+def orders():
+    (Path(__file__).parent / "ran").write_text("the asset ran")
+    return [1]
+"""
+
 BAD_INPUTS = {
     "cycle": ("modules: [pipeline]\n", {"pipeline.py": """
         from prefect_assets import asset
@@ -208,6 +219,48 @@ BAD_INPUTS = {
     "unset variable": ("modules: [pipeline]\nio_managers:\n  default: {base_uri: '${PA_CLI_UNSET_VAR}/data'}\n",
                        {"pipeline.py": ASSET_ORDERS}, [],
                        [PROJECT_FILE, "io_managers.default.base_uri", "PA_CLI_UNSET_VAR is not set"]),
+    # A given selection is never "everything" by accident.
+    "empty selection": ("modules: [pipeline]\n", {"pipeline.py": ASSET_ORDERS}, ["--select", ""], ["selection '' is empty"]),
+    "blank selection": ("modules: [pipeline]\n", {"pipeline.py": ASSET_ORDERS}, ["--select", " "], ["selection ' ' is empty"]),
+    "empty selection term": ("modules: [pipeline]\n", {"pipeline.py": ASSET_ORDERS}, ["--select", "orders,,orders"],
+                             ["selection 'orders,,orders' has an empty term"]),
+    "trailing comma": ("modules: [pipeline]\n", {"pipeline.py": ASSET_ORDERS}, ["--select", "orders,"],
+                       ["selection 'orders,' has an empty term"]),
+    "empty project file": ("", {"pipeline.py": ASSET_ORDERS}, [], [PROJECT_FILE, "is empty", "modules: [my_assets]"]),
+    "project file not a mapping": ("just text\n", {"pipeline.py": ASSET_ORDERS}, [],
+                                   [PROJECT_FILE, "top level is a str, not a mapping"]),
+    "unknown format": ("modules: [pipeline]\n", {"pipeline.py": """
+        from prefect_assets import asset
+
+        @asset(format="parket")
+        def orders():
+            return [1]
+    """}, [], ["asset 'orders'", "format='parket' is not a format (did you mean 'parquet'?)"]),
+    "unwritable base_uri": ("modules: [pipeline]\nio_managers:\n  default: {base_uri: ./blocker/data}\n",
+                            {"pipeline.py": ASSET_ORDERS, "blocker": "a file, not a folder"}, [],
+                            ["io_managers.default", "is not writable", "blocker is a file, not a folder"]),
+    "unknown config field": ("modules: [pipeline]\n", {"pipeline.py": """
+        from pydantic import BaseModel
+        from prefect_assets import asset
+
+        class Limits(BaseModel):
+            limit: int = 5
+
+        @asset(config=Limits)
+        def orders(config):
+            return [config.limit]
+    """}, ["--config", '{"orders": {"limt": 1}}'], ["asset 'orders' config: unknown field(s) 'limt' (did you mean 'limit'?)"]),
+    "partition for unpartitioned assets": ("modules: [pipeline]\n", {"pipeline.py": ASSET_ORDERS},
+                                           ["--partition", "2026-01-05"], ["no asset in the selection is partitioned"]),
+    "partition with a glob": ("modules: [pipeline]\n", {"pipeline.py": PARTITIONED}, ["--partition", "2026-*"],
+                              ["partition key '2026-*' cannot be stored: it contains '*'"]),
+    "partition climbing out": ("modules: [pipeline]\n", {"pipeline.py": PARTITIONED}, ["--partition", "../x"],
+                               ["partition key '../x' cannot be stored: it contains '..'"]),
+    "partition with a slash": ("modules: [pipeline]\n", {"pipeline.py": PARTITIONED}, ["--partition", "eu/2026"],
+                               ["partition key 'eu/2026' cannot be stored: it contains '/'"]),
+    "unreachable Prefect API": ("modules: [pipeline]\n", {"pipeline.py": ASSET_ORDERS}, [],
+                                ["cannot reach the Prefect server at http://127.0.0.1:", "prefect server start",
+                                 "unset PREFECT_API_URL"]),
 }
 
 
@@ -217,7 +270,8 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, monkeypatch, prefect_se
     config, files, args, expected = BAD_INPUTS[case]
     root = write_project(tmp_path / "p", config, files)
     before = files_under(root)
-    result = run_cli("materialize", *args, cwd=root, api_url=prefect_server)
+    api_url = f"http://127.0.0.1:{free_port()}/api" if case == "unreachable Prefect API" else prefect_server
+    result = run_cli("materialize", *args, cwd=root, api_url=api_url)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

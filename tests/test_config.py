@@ -134,7 +134,7 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
 
 
 def test_top_level_must_be_a_mapping(tmp_path):
-    assert "top level must be a mapping" in config_error(tmp_path, "- name\n- modules\n")
+    assert "top level is a list, not a mapping" in config_error(tmp_path, "- name\n- modules\n")
 
 
 ASSETS = """

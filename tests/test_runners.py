@@ -477,9 +477,9 @@ def probe_c() -> dict:
 ])
 def test_a_worker_runs_all_its_assets_of_a_run_with_one_client_of_the_run(runner, tmp_path, prefect_server, request):
     """Each process-pool or Dask worker opens one API client with the run's settings and every
-    asset of the run it runs uses it (instead of building two per asset, at 20-25 ms of CPU
-    each); the client talks to the run's server. The next run gets its own: new workers, or on
-    a standing Dask cluster the same workers with a new client."""
+    asset of the run it runs uses it (instead of building two per asset); the client talks to
+    the run's server. The next run gets its own: new workers, or on a standing Dask cluster the
+    same workers with a new client."""
     from prefect_assets import materialize
 
     if runner.get("address") == "EXTERNAL":

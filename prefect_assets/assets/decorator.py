@@ -11,6 +11,7 @@ import importlib
 import inspect
 import sys
 import threading
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class AssetDefinition:
     concurrency: str | None = None
     config_schema: type | None = None
     wants_context: bool = False
+    promised_return: str | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -251,7 +253,33 @@ def _make_definition(func: Callable[..., Any], **options: Any) -> AssetDefinitio
         concurrency=options["concurrency"],
         config_schema=config,
         wants_context="context" in params,
+        promised_return=_promised_return(func),
     )
+
+
+def _promised_return(func: Callable[..., Any]) -> str | None:
+    """The return annotation, written out, when it rules out ``None`` (``pa.Table``); else None.
+
+    A function annotated ``-> pa.Table`` that returns ``None`` has a bug, and storing ``null``
+    would hand that bug to every downstream asset: the run fails the asset instead. No
+    annotation, ``None``, ``Optional[...]``, ``... | None``, ``Any`` and ``object`` allow None.
+    """
+    annotation = inspect.signature(func).return_annotation
+    if annotation is inspect.Signature.empty:
+        return None
+    written = annotation if isinstance(annotation, str) else getattr(annotation, "__qualname__", str(annotation))
+    try:
+        annotation = typing.get_type_hints(func).get("return", annotation)
+    except Exception:  # noqa: BLE001 - names only imported for type checking: judge the text
+        pass
+    if isinstance(annotation, str):
+        text = annotation.replace(" ", "")
+        parts = set(text.replace("[", "|").replace("]", "|").replace(",", "|").split("|"))
+        allows_none = bool(parts & {"None", "NoneType", "Any", "typing.Any", "object"}) or "Optional" in text
+        return None if allows_none else written
+    if annotation in (None, type(None), Any, object) or type(None) in typing.get_args(annotation):
+        return None
+    return written
 
 
 def _check_run_options(where: str, options: Mapping[str, Any]) -> None:

@@ -8,14 +8,33 @@ commands that talk to it, so ``list``, ``graph`` and ``status`` answer quickly.
 
 from __future__ import annotations
 
+import sys
+
+import typer
+
 from prefect_assets.cli import assets, init  # noqa: F401 - each module registers its commands
 from prefect_assets.cli import deployments  # noqa: F401 - registers deploy, serve, run
-from prefect_assets.cli.common import app
+from prefect_assets.cli.common import app, err
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the command, exit with its code.
+
+    Usage mistakes (an unknown option, a missing value, ``--max-workers 0``) print one line
+    and how to get help, with exit code 2, instead of click's usage block.
+    """
+    try:
+        code = app(args=argv, prog_name="prefect-assets", standalone_mode=False)
+    except typer.Abort:
+        err.print("aborted", highlight=False)
+        sys.exit(1)
+    except typer.TyperException as exc:  # click's errors (typer vendors click)
+        command = getattr(getattr(exc, "ctx", None), "command_path", None)
+        err.print(f"error: {exc.format_message()}", highlight=False, markup=False, soft_wrap=True)
+        if command:  # a usage error: it knows the command it belongs to
+            err.print(f"Try '{command} -h' for help.", highlight=False, markup=False)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

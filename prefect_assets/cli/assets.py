@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from prefect_assets.assets.selection import select as select_keys
@@ -115,12 +116,18 @@ def status(
 def materialize(
     project: Optional[Path] = ProjectOption,
     select: Optional[str] = SelectOption,
-    partition: Optional[str] = typer.Option(None, "--partition", help="Partition key to materialize."),
+    partition: Optional[str] = typer.Option(
+        None, "--partition", metavar="KEY", help="Partition key to materialize (for partitioned assets)."
+    ),
     stale: bool = typer.Option(False, "--stale", help="Only missing and stale assets (and what they make stale)."),
     runner: Optional[RunnerType] = typer.Option(None, "--runner", help="Override the configured task runner."),
-    max_workers: Optional[int] = typer.Option(None, "--max-workers", min=1, help="Worker threads/processes."),
-    config: Optional[str] = typer.Option(None, "--config", help='Asset config as JSON: {"asset/key": {"field": 1}}.'),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's task run logs."),
+    max_workers: Optional[int] = typer.Option(None, "--max-workers", min=1, metavar="N", help="Worker threads/processes."),
+    config: Optional[str] = typer.Option(
+        None, "--config", metavar="JSON", help='Asset config: {"asset/key": {"field": 1}}; unknown fields are errors.'
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also print Prefect's flow and task run logs (tracebacks included) here."
+    ),
 ) -> None:
     """Materialize the selection through a Prefect flow run; exit 1 if an asset failed."""
     prepare_prefect_environment(verbose)  # before the project's modules, which may import Prefect
@@ -150,31 +157,51 @@ def materialize(
 @user_errors
 def wipe(
     project: Optional[Path] = ProjectOption,
-    select: str = typer.Option(..., "--select", "-s", help="What to delete (required: there is no default)."),
+    select: str = typer.Option(
+        ..., "--select", "-s", metavar="SELECTION", help="What to delete (required; '*' for everything)."
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
-    """Delete the stored data and records of the selected assets."""
+    """Delete the stored data and records of the selected assets.
+
+    Lists what it will delete (assets, bytes) and asks first, unless --yes.
+    """
     defs = Definitions.load(project)
     keys = select_keys(defs.graph, select)
-    if not yes:
-        out.print("This deletes the data and records of: " + ", ".join(str(k) for k in keys))
-        if not typer.confirm("Continue?"):
-            raise typer.Exit(1)
+    records = defs.read_records(keys)
+    stored = [key for key in keys if records.get(key) is not None]
+    size = sum(records[key].bytes or 0 for key in stored)
+    plural = "" if len(keys) == 1 else "s"
+    what = f"all {len(keys)} asset{plural}" if len(keys) == len(defs.graph.nodes) else f"{len(keys)} asset{plural}"
+    out.print(
+        f"wipe deletes the data and records of {what}, {len(stored)} of them stored ({number(size)} bytes): "
+        + ", ".join(str(k) for k in keys),
+        highlight=False, markup=False,
+    )
+    if not yes and not typer.confirm("Delete them?", default=False):
+        err.print("nothing deleted", highlight=False)
+        raise typer.Exit(1)
     for key in keys:
         io_manager = defs.io_manager_for(key)
         if io_manager is not None:
             io_manager.delete(key)
         defs.record_store_for(key).delete(key)
-    out.print(f"wiped {len(keys)} asset(s)")
+    out.print(f"wiped {len(keys)} asset(s), {number(size)} bytes", highlight=False)
 
 
 def _summary_table(result: Any) -> Table:
+    """One line per asset; a failed one says why in one line. An ``attempts`` column appears
+    when an asset was retried."""
     colours = {"materialized": "green", "fresh": "cyan", "skipped": "yellow", "failed": "red"}
-    table = Table("asset", "status", "seconds", "rows", "bytes", "detail", title="materialize summary")
-    for row in result.summary_rows():
+    rows = result.summary_rows()
+    retried = any(row["attempts"] > 1 for row in rows)
+    columns = ["asset", "status", "seconds", *(["attempts"] if retried else []), "rows", "bytes", "detail"]
+    table = Table(*columns, title="materialize summary")
+    for row in rows:
+        attempts = [str(row["attempts"] or "-")] if retried else []
         table.add_row(
-            row["asset"], f"[{colours[row['status']]}]{row['status']}[/]", f"{row['seconds']:.2f}",
-            number(row["rows"]), number(row["bytes"]), row["reason"],
+            escape(row["asset"]), f"[{colours[row['status']]}]{row['status']}[/]", f"{row['seconds']:.2f}", *attempts,
+            number(row["rows"]), number(row["bytes"]), escape(row["reason"]),
         )
     return table
 

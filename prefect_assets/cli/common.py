@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 import sys
 from collections.abc import Callable
@@ -16,17 +17,37 @@ from prefect_assets.errors import AssetsError
 
 app = typer.Typer(
     help="Software-defined assets on Prefect: list, graph, materialize, deploy and inspect a project's assets.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help and errors: rich's boxes spend five lines on a one-line mistake.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Bare ``prefect-assets`` prints this help; ``--version`` the installed version."""
+    if version:
+        out.print(f"prefect-assets {importlib.metadata.version('prefect-assets')}", highlight=False)
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        out.print(ctx.get_help(), highlight=False, markup=False)
+        raise typer.Exit(0)
 
 # Piped output (CI logs, tests) gets wide lines instead of rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
-ProjectOption = typer.Option(None, "--project", "-p", help="Project folder (default: walk up from here).")
-SelectOption = typer.Option(None, "--select", "-s", help="Selection, e.g. '+daily', 'group:raw', 'tag:team=bi'.")
+ProjectOption = typer.Option(
+    None, "--project", "-p", metavar="DIR", help="Project folder (default: walk up from here)."
+)
+SelectOption = typer.Option(
+    None, "--select", "-s", metavar="SELECTION", help="Selection, e.g. '+daily', 'group:raw', 'tag:team=bi'."
+)
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,15 +68,19 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 def prepare_prefect_environment(verbose: bool = False) -> None:
     """Settings that must be in place before Prefect is imported.
 
-    Without ``PREFECT_API_URL`` Prefect starts an ephemeral server, which can take 20 s or more
+    Without ``PREFECT_API_URL`` Prefect starts an ephemeral server, which can be slow to start
     on a cold 2-core machine: give it time instead of failing, and keep that embedded server
-    from phoning home. Prefect's INFO logs stay out of the progress display unless asked for.
+    from phoning home. Prefect's logs stay out of the progress display unless asked for.
     """
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # The terminal gets our summary; Prefect's log lines (a failed asset's traceback
+        # among them) still go to the server's flow and task run logs, and --verbose shows
+        # them here too. Set in the environment so that worker processes inherit it.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 
 def number(value: Optional[int]) -> str:

@@ -24,6 +24,7 @@ from prefect.states import Failed, State
 
 from prefect_assets.assets.decorator import AssetDefinition
 from prefect_assets.definitions import Definitions
+from prefect_assets.flows.api import require_reachable_api
 from prefect_assets.flows.concurrency import prepare_concurrency_limits
 from prefect_assets.flows.engine import EventCallback, RunPlan, execute_plan, plan_run
 from prefect_assets.flows.local_dask import local_cluster_started_early
@@ -129,9 +130,10 @@ def materialize(
     results: list[MaterializeResult] = []
     # Bad input raises here, before anything starts.
     flow = build_flow(defs, select, results=results, asynchronous=True, **options)
+    require_reachable_api()
     runner_config = override_runner(defs.runner, options.get("runner"), options.get("max_workers"))
-    # Before the ephemeral server's start-up in api_shared_with_workers (10-20 s on a small
-    # machine), so the forkserver's imports overlap it.
+    # Before the ephemeral server's start-up in api_shared_with_workers, so the forkserver's
+    # imports overlap it.
     start_early(runner_config)
     with local_cluster_started_early(runner_config), api_shared_with_workers(runner_config):
         state: State = _run_to_completion(flow(return_state=True))
@@ -171,7 +173,7 @@ def _in_sync_client_context(body: Callable[[], Any]) -> Any:
 
     A sync flow's engine opens one for its whole run; an async flow's engine opens only an async
     one, so without this every asset's task run (on threads) created an API client of its own,
-    with a new SSL context and connection pool: 200 assets took three times as long.
+    with a new SSL context and connection pool.
     """
     with SyncClientContext.get_or_create():
         return body()

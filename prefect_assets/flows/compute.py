@@ -4,7 +4,7 @@
 child Python process that is killed at the asset's deadline: the only way to stop blocking code
 (``time.sleep``, a socket read, a C extension) that runs on a worker *thread*, where no signal
 reaches it — which is how Dask workers run tasks. This module imports no Prefect, so that child
-starts in a fraction of a second.
+starts quickly.
 
 The child speaks a tiny protocol on its own stdout (the parent's pipe): length-prefixed
 cloudpickle frames ``("log", level, message)``, then ``("ok", Computed)`` or
@@ -111,6 +111,11 @@ def compute(
     if isinstance(value, Output):
         metadata.update(value.metadata)
         value = value.value
+    if value is None and definition.promised_return and run.io_manager is not None:
+        raise TypeError(
+            f"asset '{run.key}' returned None, but its annotation promises {definition.promised_return}; "
+            "return the value (or annotate it Optional if None is a value to store)"
+        )
     return Computed(value, metadata)
 
 

@@ -2,8 +2,8 @@
 
 prefect-dask's client sends every task to the workers as a function that runs Prefect's task
 engine with the run's serialized context; on the worker, Prefect then builds two API clients
-for the task (20-25 ms of CPU each, mostly parsing the certifi bundle), between one asset's end
-and the next one's start. :class:`SharedClientDaskTaskRunner` wraps that function in a
+for the task (each parsing the certifi bundle), between one asset's end and the next one's
+start. :class:`SharedClientDaskTaskRunner` wraps that function in a
 :class:`~prefect_assets.flows.worker_client.RunWithClientOfRun`, which gives all the run's tasks
 on one worker process one client (:mod:`prefect_assets.flows.worker_client`).
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from prefect.futures import PrefectFuture
 from prefect.results import ResultRecord, ResultRecordMetadata
 
-from prefect_assets.assets.keys import AssetKey
+from prefect_assets.assets.keys import AssetKey, check_partition_key
 from prefect_assets.assets.selection import select, upstream
 from prefect_assets.assets.versions import FRESH, AssetStatus, asset_status, graph_status
-from prefect_assets.errors import AssetsError
+from prefect_assets.errors import AssetsError, did_you_mean
 from prefect_assets.flows.results import AssetResult, MaterializeResult
 from prefect_assets.flows.tasks import AssetRun, Sealed, asset_task, asset_uri
 
@@ -61,6 +61,8 @@ def plan_run(
     keys = select(defs.graph, select_expr)
     if not keys:
         raise AssetsError(f"selection {select_expr!r} matches no assets; see: prefect-assets list")
+    if partition is not None:
+        _check_partition_fits(defs, keys, partition)
     config = dict(config or {})
     unknown = sorted(set(config) - {str(k) for k in defs.graph.nodes})
     if unknown:
@@ -80,7 +82,7 @@ def plan_run(
             timeout_seconds=_first_set(node.definition.timeout_seconds, defs.defaults.timeout_seconds),
         )
     # Wrong credentials or a missing bucket: one line now, not a failed asset per key later.
-    defs.check_storage({*keys, *(up for key in keys for up in defs.graph.upstream_of(key))})
+    defs.check_storage({*keys, *(up for key in keys for up in defs.graph.upstream_of(key))}, written=keys)
     return RunPlan(keys, runs, partition, stale_only)
 
 
@@ -97,6 +99,7 @@ class _Scheduler:
     outcomes: dict[AssetKey, AssetResult] = field(default_factory=dict)
     futures: dict[AssetKey, PrefectFuture] = field(default_factory=dict)
     started: dict[AssetKey, float] = field(default_factory=dict)
+    retries: dict[AssetKey, int] = field(default_factory=dict)
 
     def run(self) -> MaterializeResult:
         graph = self.defs.graph
@@ -158,6 +161,7 @@ class _Scheduler:
         ups = sorted(graph.upstream_of(key))
         upstream_uris = [asset_uri(self.defs.io_manager_for(up), up, self.defs.name) for up in ups]
         task = asset_task(run, self.defs.defaults, upstream_uris)
+        self.retries[key] = task.retries
         upstream_records = {str(up): self.records.get(up) for up in ups}
         future = task.submit(
             Sealed(run), Sealed(upstream_records), wait_for=[self.futures[up] for up in ups if up in self.futures]
@@ -171,11 +175,17 @@ class _Scheduler:
         elapsed = time.perf_counter() - self.started[key]
         value = _task_value(self.futures[key])
         if isinstance(value, BaseException):
-            self._finish(AssetResult(key, "failed", elapsed, reason=_one_line(value)))
+            # Prefect retries every exception until the retries are used up, so a failed asset
+            # used all its attempts.
+            attempts = self.retries[key] + 1
+            self._finish(AssetResult(key, "failed", elapsed, reason=_one_line(value), attempts=attempts))
         else:
-            self.records[key] = value
+            record = value.record
+            self.records[key] = record
             self.statuses[key] = FRESH
-            self._finish(AssetResult(key, "materialized", value.duration_seconds or elapsed, record=value))
+            self._finish(AssetResult(
+                key, "materialized", record.duration_seconds or elapsed, record=record, attempts=value.attempts,
+            ))
         return key
 
     def _finish(self, result: AssetResult) -> None:
@@ -216,12 +226,36 @@ def _asset_config(definition, values: Mapping[str, Any] | None) -> Any:
         if values:
             raise AssetsError(f"asset '{definition.key}' takes no config; declare @asset(config=MyConfig) to accept it")
         return None
+    fields = getattr(schema, "model_fields", {})
+    accepted = set(fields) | {f.alias for f in fields.values() if getattr(f, "alias", None)}
+    unknown = sorted(set(values or {}) - accepted)
+    if unknown and getattr(schema, "model_config", {}).get("extra") != "allow":
+        # pydantic ignores extra fields by default: a misspelt field would silently keep its default.
+        hints = "".join(did_you_mean(name, list(fields)) for name in unknown)
+        raise AssetsError(
+            f"asset '{definition.key}' config: unknown field(s) {', '.join(map(repr, unknown))}{hints}; "
+            f"{schema.__name__} has: {', '.join(fields) or 'no fields'}"
+        )
     try:
         return schema.model_validate(dict(values or {}))
     except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, reported as one line
         errors = getattr(exc, "errors", lambda: [])()
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(exc)
         raise AssetsError(f"asset '{definition.key}' config: {detail}; pass valid values with --config") from None
+
+
+def _check_partition_fits(defs: Definitions, keys: list[AssetKey], partition: str) -> None:
+    """A partition key must be storable, and meant for an asset of the selection.
+
+    Checked when the run is planned, so a bad value never reaches an asset function, and a
+    partition given to unpartitioned assets is not silently ignored.
+    """
+    check_partition_key(partition)
+    if not any(defs.definition(key).partitions is not None for key in keys):
+        raise AssetsError(
+            f"--partition {partition!r} given, but no asset in the selection is partitioned; "
+            "drop --partition or select an asset declared with @asset(partitions=...)"
+        )
 
 
 def _first_set(*values: Any) -> Any:

@@ -4,7 +4,7 @@ Every process-pool or local Dask worker is a fork of the forkserver (see
 :mod:`prefect_assets.flows.warm_start`), so whatever this module does, each worker inherits done.
 Importing it anywhere else would only cost time: nothing imports it but the forkserver.
 
-What a worker would otherwise do in its first task, measured with cProfile in a worker:
+What a worker would otherwise do in its first task:
 
 - **Import Prefect's task engine and the process pool's per-task wrapper** (``prefect.engine``,
   which the wrapper imports inside each call) and our task module.
@@ -12,9 +12,9 @@ What a worker would otherwise do in its first task, measured with cProfile in a 
   task receives holds a result-storage block; validating it looks its class up by key, which
   imports every installed collection the first time.
 - **Freeze the garbage collector's view of all that** (:func:`gc.freeze`). A worker starts with
-  Prefect's whole import-time heap; its first full collection walked every object of it (about
-  0.1 s per worker, inside its first task) and, by touching them, copied the shared memory
-  pages. Frozen objects are never scanned: the worker collects only what it allocates itself.
+  Prefect's whole import-time heap; its first full collection, inside its first task, walked
+  every object of it and, by touching them, copied the shared memory pages. Frozen objects are
+  never scanned: the worker collects only what it allocates itself.
   This is what the :mod:`gc` documentation recommends before forking without exec.
 """
 

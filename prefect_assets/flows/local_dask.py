@@ -10,9 +10,6 @@ cores and seconds the assets need, since the cluster lives for one run on the sa
   scheduler, each nanny and worker) wakes up on timers: the statistical profiler every 10 ms,
   the event-loop health check every 20 ms, the system monitor (the dashboard's CPU, memory and
   network charts) every 500 ms. In a worker each wake-up takes the GIL from the running asset.
-  Measured on two cores with eight CPU-bound tasks on a bare two-worker ``LocalCluster``
-  (16 interleaved rounds, ``benchmarks/``-style): tasks ran 6.8% faster with all three slowed
-  down (faster in 16 rounds of 16), 2.9% with only the first two.
 
 What that costs a user: the dashboard of a run's cluster has no statistical profile, and its
 system charts update every 2 s. A key you set yourself in Dask's config files, in a ``DASK_*``

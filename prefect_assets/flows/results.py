@@ -21,6 +21,8 @@ class AssetResult:
         duration: seconds spent running the asset (0 when it did not run).
         reason: why it failed or was skipped, one line.
         record: the materialization record written, when materialized.
+        attempts: how many times the asset ran in this run (more than 1 after retries; 0
+            when it never ran).
     """
 
     key: AssetKey
@@ -28,6 +30,7 @@ class AssetResult:
     duration: float = 0.0
     reason: str | None = None
     record: Any = None
+    attempts: int = 0
 
 
 @dataclass
@@ -68,6 +71,7 @@ class MaterializeResult:
                 "rows": getattr(rec, "rows", None),
                 "bytes": getattr(rec, "bytes", None),
                 "data_version": getattr(rec, "data_version", None),
+                "attempts": r.attempts,
                 "reason": r.reason or "",
             })
         return rows

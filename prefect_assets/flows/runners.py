@@ -197,7 +197,7 @@ def api_shared_with_workers(config: RunnerConfig) -> Iterator[None]:
 
     Without ``PREFECT_API_URL`` Prefect starts an ephemeral server in the first process that
     needs an API, and under the process pool, Dask or Ray that is *every* worker process:
-    each would start its own server (seconds of CPU each, competing with the assets). Start
+    each would start its own server (each competing with the assets for CPU). Start
     the ephemeral server once, here, and put its URL in the settings Prefect hands to its
     workers. With ``PREFECT_API_URL`` set, or under threads, this does nothing.
     """

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -47,7 +48,9 @@ from prefect_assets.flows.compute import (
 )
 from prefect_assets.io_managers import IOManager, MaterializationRecord, OutputContext
 
-__all__ = ["AssetRun", "AssetTimeoutError", "Sealed", "asset_task", "asset_uri", "materialize_asset"]
+__all__ = [
+    "AssetRun", "AssetTimeoutError", "MaterializedAsset", "Sealed", "asset_task", "asset_uri", "materialize_asset",
+]
 
 
 def materialize_asset(run: AssetRun, upstream_records: Mapping[str, MaterializationRecord | None]) -> MaterializationRecord:
@@ -246,8 +249,18 @@ class _AssetTaskFn:
     ours), and every task is named after its asset.
     """
 
-    def __call__(self, run: Sealed, upstream_records: Sealed) -> MaterializationRecord:
-        return materialize_asset(run.value, upstream_records.value)
+    def __call__(self, run: Sealed, upstream_records: Sealed) -> MaterializedAsset:
+        record = materialize_asset(run.value, upstream_records.value)
+        return MaterializedAsset(record, prefect.runtime.task_run.run_count or 1)
+
+
+@dataclass(frozen=True)
+class MaterializedAsset:
+    """What an asset's task returns: the record it wrote, and the attempt that wrote it
+    (``1`` unless earlier attempts failed and Prefect retried)."""
+
+    record: MaterializationRecord
+    attempts: int
 
 
 _TASK_FN = _AssetTaskFn()

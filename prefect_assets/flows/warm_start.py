@@ -1,12 +1,12 @@
 """Worker processes forked from a warm forkserver instead of spawned cold.
 
 A process-pool worker or a local Dask worker started with ``spawn`` is a new interpreter that
-imports Prefect before it runs its first asset: seconds of CPU per worker, in every run, on
-the cores the assets need. On Linux and macOS, :mod:`multiprocessing`'s *forkserver* start
+imports Prefect before it runs its first asset: CPU time per worker, in every run, on the
+cores the assets need. On Linux and macOS, :mod:`multiprocessing`'s *forkserver* start
 method pays that once: one helper process, the forkserver, imports Prefect, prefect-assets
 (and ``distributed`` when installed) and does the rest of a worker's first-task set-up
-(:mod:`prefect_assets.flows.forkserver_preload`), and every worker is a fork of it, ready in
-milliseconds.
+(:mod:`prefect_assets.flows.forkserver_preload`), and every worker is a fork of it, ready at
+once.
 
 - **One forkserver per parent process** (multiprocessing keeps it as a singleton). The first
   run that needs workers starts it, or :func:`start_early` does, in the background, as soon as

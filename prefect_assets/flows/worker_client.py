@@ -3,10 +3,10 @@
 Prefect runs each task it sends to another process inside a fresh context, and no client
 context is open there, so every task builds its own API clients: one while it rebuilds the
 run's context, one more for the task engine. Each client builds an SSL context, which parses
-the whole certifi CA bundle (20-25 ms of CPU), even for an ``http://`` server, and opens its
-own connections to the server. Per asset that is 40-50 ms of CPU on the cores the assets need,
-between one asset's end and the next one's start. (In the flow process, Prefect shares one
-client between the tasks on threads.)
+the whole certifi CA bundle, even for an ``http://`` server, and opens its own connections to
+the server. Per asset that is CPU time taken from the cores the assets need, between one
+asset's end and the next one's start. (In the flow process, Prefect shares one client between
+the tasks on threads.)
 
 **Process-pool workers.** A process pool belongs to one flow run, and every task it runs gets
 the run's settings. So each worker, when it is forked (:func:`start_pool_worker`), opens one
@@ -14,24 +14,20 @@ the run's settings. So each worker, when it is forked (:func:`start_pool_worker`
 ``get_client(sync_client=True)`` returns the client of the open context, so every task in the
 worker uses it, and the connection to the server is kept between tasks.
 
-Measured on two cores, eight one-second CPU-bound assets on two workers, together with the
-process pool's start at its first submit (:class:`~prefect_assets.flows.runners.ForkserverProcessPoolTaskRunner`):
-the time a worker spends between two assets fell from 70-90 ms to 15-20 ms (``docs/runners.md``).
-
 **Dask workers** serve tasks from any number of runs (a standing cluster outlives every run),
 and Dask runs each task in a fresh copy of its event loop's context, so nothing a worker opens
 once reaches its tasks by itself. There the submitting side wraps what each task runs in a
 :class:`RunWithClientOfRun` (:mod:`prefect_assets.flows.dask_runner`), which makes the run's
 client current around it: one client per worker process and run, opened by the run's first
 task there, kept for the run's later tasks, closed once :data:`RUNS_REMEMBERED` newer runs have
-used the worker and no task of its run is still running. Measured the same way on a run's
-local cluster: the time both workers spend between assets fell from 0.44-0.53 s to 0.10 s a run.
+used the worker and no task of its run is still running. What both save is measured in
+``docs/runners.md``.
 
 Tasks on several threads of one worker share the client, as tasks on the flow process's
 threads share Prefect's. Not shared: a worker whose settings name no API URL (it would start a
 server of its own), or one whose client cannot be opened (say, the server's API version does
 not match): its tasks then build their own clients and report what goes wrong, as Prefect's
-would. Ray workers build clients per task as before.
+would. Ray workers build clients per task, as Prefect does.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ Prefect sends every task it runs in another process (a process-pool, Dask or Ray
 run's context, settings included. The submitting side serializes the current
 ``SettingsContext`` to a dict; the worker rebuilds :class:`prefect.settings.Settings` from that
 dict before the task starts. Both ends run pydantic-settings over a few hundred fields, and
-Prefect does both once per task: 15-70 ms of CPU each, on the cores the assets need. A
-profile of a Dask worker put 40-50 ms of every task in the rebuild alone.
+Prefect does both once per task, on the cores the assets need.
 
 Settings do not change while a flow run submits its tasks, so :func:`settings_serialized_once`
 makes both ends happen once per run instead:

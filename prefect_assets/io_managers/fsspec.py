@@ -40,7 +40,7 @@ from prefect_assets.io_managers.formats import (
 from prefect_assets.io_managers.records import MaterializationRecord, RecordStore
 from prefect_assets.io_managers.secrets import Redactor, storage_error
 from prefect_assets.io_managers.hashing import HashingWriter, content_hasher, version_of
-from prefect_assets.io_managers.storage import is_local, open_atomic, read_all, remove_exact
+from prefect_assets.io_managers.storage import is_local, local_write_problem, open_atomic, read_all, remove_exact
 
 #: Top-level directory for our own bookkeeping; no asset key may start with it.
 RESERVED_DIR = "_prefect_assets"
@@ -176,6 +176,19 @@ class FsspecIOManager(IOManager):
 
     def _display(self, path: str) -> str:
         return self._redact.uri(self._fs.unstrip_protocol(path))
+
+    def check_writable(self) -> None:
+        """Raise :class:`AssetsError` if a local ``base_uri`` cannot take new files.
+
+        Called before a run, so a read-only or mistyped folder is one line, not a failed asset
+        per key. Writes nothing (see :func:`~prefect_assets.io_managers.storage.local_write_problem`).
+        """
+        problem = local_write_problem(self._fs, self._root)
+        if problem:
+            raise AssetsError(
+                f"{self._where or 'IO manager'}: base_uri {self.base_uri} is not writable: {problem}; "
+                "point base_uri at a folder you can write to"
+            )
 
     def handle_output(self, context: OutputContext, obj: Any) -> StoredOutput:
         """Choose a format and stream the value into storage, hashed on the way, atomically.

@@ -32,7 +32,7 @@ from fsspec import AbstractFileSystem
 from prefect_assets.assets.keys import AssetKey, check_partition_key
 from prefect_assets.errors import AssetsError
 from prefect_assets.io_managers.secrets import Redactor, storage_error
-from prefect_assets.io_managers.storage import has_glob, write_atomic
+from prefect_assets.io_managers.storage import has_glob, local_write_problem, write_atomic
 
 #: Reading "from byte 0 to the end" instead of "the file": the same bytes on every backend, but
 #: s3fs then sends one GET. For a plain ``cat_file`` it first asks for the size (a HEAD, to
@@ -137,6 +137,15 @@ class RecordStore:
         if partition is None:
             return base + ".json"
         return f"{base}/{check_partition_key(partition)}.json"
+
+    def check_writable(self) -> None:
+        """Raise :class:`AssetsError` if records cannot be written to a local store (writes nothing)."""
+        problem = local_write_problem(self.fs, self.root)
+        if problem:
+            raise AssetsError(
+                f"{self.where + ': ' if self.where else ''}records cannot be written under "
+                f"{self.redact.uri(self.fs.unstrip_protocol(self.root))}: {problem}; point base_uri at a folder you can write to"
+            )
 
     def write(self, record: MaterializationRecord) -> None:
         """Store ``record`` atomically, replacing the previous one for its key and partition."""

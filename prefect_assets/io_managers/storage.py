@@ -48,7 +48,9 @@ import abc
 import contextlib
 import errno
 import os
+import tempfile
 import uuid
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -304,6 +306,29 @@ class _RenameWriter(AtomicWriter):
             self._file.close()  # publishes the temporary name only, removed next
         with contextlib.suppress(Exception):
             self.fs.rm_file(self.tmp)
+
+
+def local_write_problem(fs: AbstractFileSystem, path: str) -> str | None:
+    """Why no file can be created under ``path`` on the local disk; None if one can.
+
+    Probes the nearest folder that exists with an unnamed temporary file (``O_TMPFILE`` on
+    Linux: it never appears in the folder), so checking writes nothing and creates no folder.
+    Other backends answer None: an object store says whether a write is allowed only when
+    one is made, and their credentials are checked by reading a record.
+    """
+    if not is_local(fs):
+        return None
+    folder = Path(fs._strip_protocol(path))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"cannot create files in {folder} ({exc.strerror or exc})"
+    return None
 
 
 # --- deleting ------------------------------------------------------------------------------
