@@ -61,12 +61,16 @@ def project(tmp_path: Path) -> Path:
 
 
 def run_cli(*args: str, cwd: Path | None = None, api_url: str | None = None, env: dict | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``prefect-assets ARGS`` in a subprocess, as a user would, and capture its output."""
+            timeout: float = 300, input: str | None = None) -> subprocess.CompletedProcess:  # noqa: A002
+    """Run ``prefect-assets ARGS`` in a subprocess, as a user would, and capture its output.
+
+    ``input`` is typed at its prompts; without it, its standard input is closed.
+    """
     full_env = {**os.environ, **(env or {})}
     if api_url:
         full_env["PREFECT_API_URL"] = api_url
     return subprocess.run(
         [sys.executable, "-m", "prefect_assets.cli", *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        input=input, stdin=None if input is not None else subprocess.DEVNULL,
     )

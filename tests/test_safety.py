@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -70,27 +69,18 @@ def test_wipe_without_a_selection_is_a_usage_error(shop_copy):
 def test_wipe_lists_what_it_deletes_and_asks_first(shop_copy):
     before = snapshot(shop_copy)
     sizes = {key: len(next((shop_copy / "data").glob(f"{key}.*")).read_bytes()) for key in ("orders", "customers")}
-    declined = subprocess.run(
-        ["prefect-assets", "wipe", "--select", "orders, customers"], cwd=shop_copy, input="n\n",
-        capture_output=True, text=True, timeout=120,
-    )
+    declined = run_cli("wipe", "--select", "orders, customers", cwd=shop_copy, input="n\n")
     assert declined.returncode == 1
     assert f"of 2 assets, 2 of them stored ({sum(sizes.values()):,} bytes): customers, orders" in declined.stdout
     assert "Delete them?" in declined.stdout and "nothing deleted" in declined.stderr
     assert snapshot(shop_copy) == before
 
-    everything = subprocess.run(
-        ["prefect-assets", "wipe", "--select", "*"], cwd=shop_copy, input="\n", capture_output=True, text=True,
-        timeout=120,
-    )
+    everything = run_cli("wipe", "--select", "*", cwd=shop_copy, input="\n")
     assert everything.returncode == 1  # the default answer is no
     assert f"all {len(EXAMPLE_KEYS)} assets" in everything.stdout
     assert snapshot(shop_copy) == before
 
-    accepted = subprocess.run(
-        ["prefect-assets", "wipe", "--select", "orders"], cwd=shop_copy, input="y\n", capture_output=True,
-        text=True, timeout=120,
-    )
+    accepted = run_cli("wipe", "--select", "orders", cwd=shop_copy, input="y\n")
     assert accepted.returncode == 0, accepted.stderr
     assert f"wiped 1 asset(s), {sizes['orders']:,} bytes" in accepted.stdout
     assert not list((shop_copy / "data").glob("orders.*")) and not (shop_copy / RECORDS / "orders.json").exists()

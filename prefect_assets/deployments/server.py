@@ -20,6 +20,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
 from prefect_assets.errors import AssetsError
+from prefect_assets.flows.api import check_health
 
 _START_A_SERVER = "start one with: prefect server start, then export PREFECT_API_URL=http://127.0.0.1:4200/api"
 
@@ -44,15 +45,9 @@ def connect() -> Iterator[SyncPrefectClient]:
     Raises:
         AssetsError: ``PREFECT_API_URL`` is unset, or the server does not answer.
     """
-    url = api_url()
+    api_url()
     with get_client(sync_client=True) as client:
-        problem = client.api_healthcheck()
-        if problem is not None:
-            reason = " ".join(str(problem).split()) or type(problem).__name__
-            raise AssetsError(
-                f"cannot reach the Prefect server at {url} (PREFECT_API_URL): {reason}; "
-                "check the address, or start one with: prefect server start"
-            )
+        check_health(client, "check the address, or start one with: prefect server start")
         yield client
 
 

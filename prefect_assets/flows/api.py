@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from prefect import get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.settings import PREFECT_API_URL
 
 from prefect_assets.errors import AssetsError
@@ -20,14 +21,16 @@ def require_reachable_api() -> None:
         AssetsError: the server at ``PREFECT_API_URL`` failed its health check (refused,
             timed out, not a Prefect API); the message names the URL and both ways out.
     """
-    url = PREFECT_API_URL.value()
-    if not url:
+    if not PREFECT_API_URL.value():
         return
     with get_client(sync_client=True) as client:
-        problem = client.api_healthcheck()
+        check_health(client, "start one with: prefect server start, or unset PREFECT_API_URL to use the embedded server")
+
+
+def check_health(client: SyncPrefectClient, fix: str) -> None:
+    """Raise :class:`AssetsError` naming the server's URL, what went wrong and ``fix`` if the
+    server behind ``client`` fails its health check."""
+    problem = client.api_healthcheck()
     if problem is not None:
         reason = " ".join(str(problem).split()) or type(problem).__name__
-        raise AssetsError(
-            f"cannot reach the Prefect server at {url} (PREFECT_API_URL): {reason}; "
-            "start one with: prefect server start, or unset PREFECT_API_URL to use the embedded server"
-        )
+        raise AssetsError(f"cannot reach the Prefect server at {PREFECT_API_URL.value()} (PREFECT_API_URL): {reason}; {fix}")

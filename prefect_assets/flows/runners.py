@@ -12,7 +12,9 @@ into the Prefect task runner that executes the assets:
 ``dask``      ``prefect_dask.DaskTaskRunner`` (its  local cluster of n single-threaded worker
               workers share one API client per      processes, or ``address: tcp://host:8786``
               run: :mod:`.dask_runner`)
-``ray``       ``prefect_ray.RayTaskRunner``         local Ray with n CPUs, or ``address``
+``ray``       ``prefect_ray.RayTaskRunner`` (its    local Ray with n CPUs, or ``address``
+              workers send their events before a
+              task returns: :mod:`.ray_runner`)
 ============  ====================================  ===========================================
 
 Worker processes (the process pool, a local Dask cluster) fork from a forkserver that has
@@ -236,14 +238,17 @@ def _dask_runner(config: RunnerConfig) -> TaskRunner:
 
 
 def _ray_runner(config: RunnerConfig) -> TaskRunner:
-    module = _import_extra("ray")
+    _import_extra("ray")
+    from prefect_assets.flows.ray_runner import ray_task_runner_class
+
+    runner_class = ray_task_runner_class()
     if config.address is not None:
-        return module.RayTaskRunner(address=config.address)
+        return runner_class(address=config.address)
     # No dashboard (another server and port per run), and Ray no chattier than Prefect.
     init_kwargs: dict = {"include_dashboard": False, "logging_level": logging.getLogger("prefect").getEffectiveLevel()}
     if config.max_workers is not None:
         init_kwargs["num_cpus"] = config.max_workers
-    return module.RayTaskRunner(init_kwargs=init_kwargs)
+    return runner_class(init_kwargs=init_kwargs)
 
 
 def _import_extra(runner_type: str):

@@ -210,6 +210,8 @@ def storage_error(exc: BaseException, action: str, uri: str, redact: Redactor, w
             f"{action} {place}: no credentials found ({detail}); set key/secret in {config} "
             "or the provider's environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE)"
         )
+    if isinstance(exc, NotADirectoryError):
+        return AssetsError(f"{action} {place}: part of that path is a file, not a folder ({detail}); fix base_uri")
     if isinstance(exc, PermissionError) and place.startswith(("file:", "/")):
         return AssetsError(f"{action} {place}: permission denied ({detail}); check the directory's permissions")
     if isinstance(exc, PermissionError) or names & _AUTH_NAMES:

@@ -1,0 +1,53 @@
+"""prefect-ray's task runner, with each Ray worker's Prefect events sent before its task returns.
+
+A Prefect task on a Ray worker reports its task run (created, running, its final state) as
+events, which Prefect's ``EventsWorker`` sends to the server from a background thread. Ray
+keeps a worker process between tasks and kills it at ``ray.shutdown()`` when the run ends, so
+events still queued then never reached the server: an asset that failed showed no task run at
+all, a timed-out one stayed Running. Prefect's own process pool flushes the worker's
+``EventsWorker`` after every task for the same reason (``prefect.task_runners``); this runner
+does the same on Ray.
+
+The hook: prefect-ray sends ``RayTaskRunner._run_prefect_task`` to the workers as the remote
+function. :class:`FlushingRayTaskRunner` overrides it to run prefect-ray's own, then wait until
+the worker's queued events are sent. If prefect-ray no longer has that function,
+:func:`ray_task_runner_class` returns prefect-ray's runner unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect.events.worker import EventsWorker
+from prefect_ray import RayTaskRunner
+
+
+def ray_task_runner_class() -> type[RayTaskRunner]:
+    """:class:`FlushingRayTaskRunner` where prefect-ray has the hook it needs, else prefect-ray's own."""
+    if callable(getattr(RayTaskRunner, "_run_prefect_task", None)):
+        return FlushingRayTaskRunner
+    return RayTaskRunner
+
+
+class FlushingRayTaskRunner(RayTaskRunner):
+    """prefect-ray's runner; each task waits on its worker until its Prefect events are sent.
+
+    ``duplicate()`` (Prefect duplicates the runner per flow run) builds ``type(self)``, so the
+    copy is this class too; Ray sends the remote function to the workers by reference.
+    """
+
+    @staticmethod
+    def _run_prefect_task(*upstream_ray_obj_refs: Any, **kwargs: Any) -> Any:
+        try:
+            return RayTaskRunner._run_prefect_task(*upstream_ray_obj_refs, **kwargs)
+        finally:
+            _send_queued_events()
+
+
+def _send_queued_events() -> None:
+    """Block until this worker's queued Prefect events have been sent (best effort)."""
+    try:
+        EventsWorker.instance().wait_until_empty()
+    except Exception:  # noqa: BLE001 - the task's own outcome stands; a lost event is only logged
+        logging.getLogger("prefect_assets.ray").debug("could not send the worker's queued events", exc_info=True)
