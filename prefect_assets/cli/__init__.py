@@ -8,6 +8,8 @@ commands that talk to it, so ``list``, ``graph`` and ``status`` answer quickly.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 
 import typer
@@ -23,6 +25,15 @@ def main(argv: list[str] | None = None) -> None:
     Usage mistakes (an unknown option, a missing value, ``--max-workers 0``) print one line
     and how to get help, with exit code 2, instead of click's usage block.
     """
+    # When the command is done the process ends, and Python's shutdown runs full garbage
+    # collections over everything still alive, Prefect's many pydantic objects among them: the
+    # process lingered after its summary. Frozen objects are never collected, so the last exit
+    # step freezes them and leaves them to the OS. Every other exit handler runs first (atexit
+    # runs the first registered last): Prefect's send its queued events and logs and stop the
+    # embedded server, which saves what it holds. Only ``__del__`` of objects in reference
+    # cycles is skipped, which Python never promised at exit.
+    atexit.unregister(gc.freeze)  # registered once, however often main() runs in a process
+    atexit.register(gc.freeze)
     try:
         code = app(args=argv, prog_name="prefect-assets", standalone_mode=False)
     except typer.Abort:
