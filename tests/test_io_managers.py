@@ -18,6 +18,7 @@ from prefect_assets.assets.keys import AssetKey
 from prefect_assets.assets.versions import content_version
 from prefect_assets.errors import AssetsError
 from prefect_assets.io_managers import (
+    DATA_DELETED,
     FsspecIOManager,
     InputContext,
     IOManager,
@@ -623,3 +624,39 @@ def test_docstring_examples_run(module_name):
     module = importlib.import_module(f"prefect_assets.io_managers.{module_name}")
     failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert tried and failures == 0
+
+
+# --- stored data against records ------------------------------------------------------------
+
+
+def test_check_stored_finds_deleted_and_changed_data_with_one_listing(memory_uri, monkeypatch):
+    io = FsspecIOManager(memory_uri)
+    records = []
+    for name in "abcd":
+        key = AssetKey.parse(f"raw/{name}")
+        stored = store(io, {"v": name}, key=key)
+        records.append(record_for(key=str(key), path=stored.path, format=stored.format, bytes=stored.bytes,
+                                  data_version=stored.data_version))
+    memory = fsspec.filesystem("memory")
+    memory.rm_file(f"{memory_uri}/raw/b.json")
+    memory.pipe_file(f"{memory_uri}/raw/c.json", b'{"v": "cc"}')  # one byte more
+    memory.pipe_file(f"{memory_uri}/raw/d.json", b'{"v": "D"}')  # same size, other bytes
+    listings = []
+    real_find = io._fs.find
+    monkeypatch.setattr(io._fs, "find", lambda *args, **kwargs: listings.append(args) or real_find(*args, **kwargs))
+    for method in ("info", "exists", "size", "ls"):
+        monkeypatch.setattr(io._fs, method, lambda *args, _m=method, **kwargs: pytest.fail(f"{_m}() per record"))
+    assert io.check_stored(records) == {
+        ("raw/b", None): DATA_DELETED, ("raw/c", None): "it holds 11 bytes, the record says 10",
+    }
+    assert len(listings) == 1
+    rehashed = io.check_stored(records, rehash=True)
+    assert rehashed[("raw/d", None)].startswith("its content hashes to ") and ("raw/a", None) not in rehashed
+
+
+def test_a_record_path_outside_the_base_uri_is_refused(io):
+    stored = store(io, {"a": 1})
+    for escaping in ("../../etc/passwd", "/etc/passwd", "s3://other/bucket.json"):
+        record = record_for(path=escaping, format="json", bytes=stored.bytes, data_version=stored.data_version)
+        with pytest.raises(AssetsError, match="outside"):
+            io.load_input(InputContext(ORDERS, record=record))
