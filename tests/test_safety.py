@@ -264,6 +264,21 @@ def test_a_failed_asset_is_one_line_with_type_message_and_attempts(failures):
     flaky = row(result.stdout, "flaky")
     assert "materialized" in flaky and re.search(r"│ 2\s+│", flaky)
     assert (root / "attempts").read_text() == "xx"
+    # The traceback is in the task run's logs on the Prefect server.
+    assert any("Traceback" in text and "ValueError: kaboom" in text for text in server_logs(result.stdout))
+
+
+def server_logs(stdout: str) -> list[str]:
+    """The messages the Prefect server holds for the flow run named in ``stdout``."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    flow_run_id = uuid.UUID(re.search(r"flow run ([0-9a-f-]{36}):", stdout)[1])
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [log.message for log in logs]
 
 
 def test_none_returned_against_a_table_annotation_fails_the_asset_and_stores_nothing(failures):
