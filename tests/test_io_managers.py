@@ -308,7 +308,7 @@ def test_unreadable_record_store_is_not_reported_as_missing(tmp_path):
     # A path whose parent is a file: the OS says "not a directory", which is not "missing".
     (tmp_path / "blocker").write_text("")
     records = RecordStore(fsspec.filesystem("file"), str(tmp_path / "blocker"))
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(AssetsError, match="part of that path is a file, not a folder.*; fix base_uri"):
         records.read(ORDERS)
 
 

@@ -19,8 +19,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from prefect.context import SettingsContext
 from prefect.events.worker import EventsWorker
 from prefect_ray import RayTaskRunner
+
+from prefect_assets.flows.worker_client import sent_settings_context
 
 
 def ray_task_runner_class() -> type[RayTaskRunner]:
@@ -39,15 +42,24 @@ class FlushingRayTaskRunner(RayTaskRunner):
 
     @staticmethod
     def _run_prefect_task(*upstream_ray_obj_refs: Any, **kwargs: Any) -> Any:
+        settings_context = sent_settings_context(kwargs)
         try:
             return RayTaskRunner._run_prefect_task(*upstream_ray_obj_refs, **kwargs)
         finally:
-            _send_queued_events()
+            _send_queued_events(settings_context)
 
 
-def _send_queued_events() -> None:
-    """Block until this worker's queued Prefect events have been sent (best effort)."""
+def _send_queued_events(settings_context: dict[str, Any] | None) -> None:
+    """Block until this worker's queued Prefect events of the run have been sent (best effort).
+
+    Under the run's settings, as the task ran: ``EventsWorker.instance()`` picks its instance by
+    the settings' API, and outside them it would make a new one (with no API URL in the
+    worker's environment, one that starts an ephemeral server) instead of finding the task's.
+    """
+    if settings_context is None:
+        return
     try:
-        EventsWorker.instance().wait_until_empty()
+        with SettingsContext(**settings_context):
+            EventsWorker.instance().wait_until_empty()
     except Exception:  # noqa: BLE001 - the task's own outcome stands; a lost event is only logged
         logging.getLogger("prefect_assets.ray").debug("could not send the worker's queued events", exc_info=True)
