@@ -82,7 +82,7 @@ def check_partition_key(value: object) -> str:
 
     >>> check_partition_key("2026-01-05")
     '2026-01-05'
-    >>> check_partition_key("../etc")
+    >>> check_partition_key("../etc")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     prefect_assets.errors.AssetsError: partition key '../etc' cannot be stored: ...
     """

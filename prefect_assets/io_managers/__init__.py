@@ -6,6 +6,7 @@ No Prefect import here: storage works the same under any runner, and in plain Py
 - ``fsspec``: :class:`FsspecIOManager`, files on any fsspec URL (local, S3, GCS, ...);
 - ``formats``: how values become Parquet, JSON, raw bytes or pickle and back;
 - ``storage``: atomic, hashed, streaming writes and whole-object reads per backend;
+- ``exact``: deletes that never expand a glob, and a write probe that writes nothing;
 - ``records``: :class:`MaterializationRecord` and where records are kept;
 - ``secrets``: credentials out of every message; backend errors sorted into one clear line.
 

@@ -29,6 +29,7 @@ import fsspec.core
 from prefect_assets.assets.keys import AssetKey, check_partition_key
 from prefect_assets.errors import AssetsError
 from prefect_assets.io_managers.base import DATA_DELETED, InputContext, IOManager, OutputContext, StoredOutput
+from prefect_assets.io_managers.exact import local_write_problem, remove_exact
 from prefect_assets.io_managers.formats import (
     FORMATS,
     PICKLE,
@@ -40,7 +41,7 @@ from prefect_assets.io_managers.formats import (
 from prefect_assets.io_managers.records import MaterializationRecord, RecordStore
 from prefect_assets.io_managers.secrets import Redactor, storage_error
 from prefect_assets.io_managers.hashing import HashingWriter, content_hasher, version_of
-from prefect_assets.io_managers.storage import is_local, local_write_problem, open_atomic, read_all, remove_exact
+from prefect_assets.io_managers.storage import is_local, open_atomic, read_all
 
 #: Top-level directory for our own bookkeeping; no asset key may start with it.
 RESERVED_DIR = "_prefect_assets"

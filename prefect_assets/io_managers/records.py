@@ -31,8 +31,9 @@ from fsspec import AbstractFileSystem
 
 from prefect_assets.assets.keys import AssetKey, check_partition_key
 from prefect_assets.errors import AssetsError
+from prefect_assets.io_managers.exact import has_glob, local_write_problem
 from prefect_assets.io_managers.secrets import Redactor, storage_error
-from prefect_assets.io_managers.storage import has_glob, local_write_problem, write_atomic
+from prefect_assets.io_managers.storage import write_atomic
 
 #: Reading "from byte 0 to the end" instead of "the file": the same bytes on every backend, but
 #: s3fs then sends one GET. For a plain ``cat_file`` it first asks for the size (a HEAD, to

@@ -48,9 +48,7 @@ import abc
 import contextlib
 import errno
 import os
-import tempfile
 import uuid
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -306,62 +304,6 @@ class _RenameWriter(AtomicWriter):
             self._file.close()  # publishes the temporary name only, removed next
         with contextlib.suppress(Exception):
             self.fs.rm_file(self.tmp)
-
-
-def local_write_problem(fs: AbstractFileSystem, path: str) -> str | None:
-    """Why no file can be created under ``path`` on the local disk; None if one can.
-
-    Probes the nearest folder that exists with an unnamed temporary file (``O_TMPFILE`` on
-    Linux: it never appears in the folder), so checking writes nothing and creates no folder.
-    Other backends answer None: an object store says whether a write is allowed only when
-    one is made, and their credentials are checked by reading a record.
-    """
-    if not is_local(fs):
-        return None
-    folder = Path(fs._strip_protocol(path))
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"{folder} is a file, not a folder"
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        return f"cannot create files in {folder} ({exc.strerror or exc})"
-    return None
-
-
-# --- deleting ------------------------------------------------------------------------------
-
-#: Characters fsspec's ``rm``, ``cat`` and ``expand_path`` read as a glob.
-GLOB_CHARS = "*?["
-
-
-def has_glob(path: str) -> bool:
-    """Whether fsspec would expand ``path`` as a glob pattern instead of naming one file."""
-    return any(c in path for c in GLOB_CHARS)
-
-
-def remove_exact(fs: AbstractFileSystem, paths: list[str]) -> None:
-    """Delete exactly the files ``paths`` name; missing ones are fine.
-
-    fsspec's ``rm`` reads ``*``, ``?`` and ``[`` in a path as a glob, so a path holding one
-    would delete whatever it matches, other assets' files included. Asset keys and partition
-    keys cannot hold them, but a ``base_uri`` can (``s3://lake/run[1]``): such paths are
-    removed one by one with ``rm_file``, which never globs.
-
-    Raises:
-        OSError: the storage refused a delete (other than for a missing file).
-    """
-    if protocols(fs) & MULTIPART_PROTOCOLS and not any(has_glob(p) for p in paths):
-        # One DeleteObjects request for all of them; S3 does not mind missing keys.
-        fs.rm(list(paths))
-        return
-    for path in paths:
-        try:
-            fs.rm_file(path)
-        except FileNotFoundError:
-            pass
 
 
 # --- reading -------------------------------------------------------------------------------
