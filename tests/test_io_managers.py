@@ -660,3 +660,20 @@ def test_a_record_path_outside_the_base_uri_is_refused(io):
         record = record_for(path=escaping, format="json", bytes=stored.bytes, data_version=stored.data_version)
         with pytest.raises(AssetsError, match="outside"):
             io.load_input(InputContext(ORDERS, record=record))
+
+
+def test_a_record_check_stored_cannot_follow_is_that_assets_problem_only(io):
+    stored = store(io, {"a": 1})
+    good = record_for(path=stored.path, format=stored.format, bytes=stored.bytes, data_version=stored.data_version)
+    unknown_format = record_for(key="raw/csv", path="raw/csv.csv", format="csv", bytes=3)
+    outside = record_for(key="raw/out", path="../elsewhere.json", format="json", bytes=3)
+    problems = io.check_stored([good, unknown_format, outside])
+    assert set(problems) == {("raw/csv", None), ("raw/out", None)}
+    assert problems[("raw/csv", None)].startswith("its record cannot be followed (unknown format 'csv'")
+    assert "outside" in problems[("raw/out", None)]
+
+
+def test_a_record_whose_path_is_not_text_is_not_a_record():
+    data = record_for(path=None).to_json().replace(b'"path": null', b'"path": 7')
+    with pytest.raises(ValueError, match="path must be text"):
+        MaterializationRecord.from_json(data)

@@ -177,14 +177,16 @@ def test_status_verify_rehashes_same_size_changes(shop_copy):
     assert "stale (data does not match its record: its content hashes to" in row(verified.stdout, "reports/kpis")
 
 
-def test_an_upstream_outside_the_selection_whose_data_was_deleted_fails_the_asset_before_it_runs(
+def test_an_upstream_outside_the_selection_whose_data_was_deleted_fails_the_asset_saying_what_to_run(
     shop_copy, prefect_server
 ):
     (shop_copy / "data" / "orders.parquet").unlink()
     result = run_cli("materialize", "--select", "paid_orders", cwd=shop_copy, api_url=prefect_server)
     assert result.returncode == 1
-    assert "upstream 'orders' has no data (deleted since it was materialized); select it too: --select +paid_orders" in (
-        row(result.stdout, "paid_orders"))
+    assert "failed" in row(result.stdout, "paid_orders")
+    table = " ".join(re.sub(r"[│┃]", " ", result.stdout).split())  # the detail cell wraps
+    assert "asset 'orders' was materialized to" in table
+    assert "which no longer exists; materialize it again: prefect-assets materialize --select +orders" in table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,12 +199,15 @@ def test_s3_deletes_never_expand_globs(s3):
     io.handle_output(OutputContext(AssetKey.parse("orders"), partition_key="2026-01-05"), {"day": 5})
     io.handle_output(OutputContext(AssetKey.parse("orders"), partition_key="2026-01-06"), {"day": 6})
     io.handle_output(OutputContext(AssetKey.parse("orders")), {"all": True})
+    # What the old glob delete matched instead: run[1] reads as "run1".
+    decoy = FsspecIOManager(f"s3://{s3.bucket}/run1", storage_options=s3.storage_options)
+    decoy.handle_output(OutputContext(AssetKey.parse("orders"), partition_key="2026-01-05"), {"other": "project"})
     # Storing a partition in another format removes its other-format files, by exact name only.
     io.handle_output(OutputContext(AssetKey.parse("orders"), partition_key="2026-01-05"), b"raw now")
     io.delete(AssetKey.parse("orders"))  # the unpartitioned value only
     fs = s3.filesystem()
     assert sorted(p.removeprefix(f"{s3.bucket}/") for p in fs.find(f"{s3.bucket}/")) == [
-        "run[1]/orders/2026-01-05.bin", "run[1]/orders/2026-01-06.json",
+        "run1/orders/2026-01-05.json", "run[1]/orders/2026-01-05.bin", "run[1]/orders/2026-01-06.json",
     ]
 
 
@@ -238,6 +243,8 @@ def flaky() -> list:
 
 @asset(retries=2)
 def broken() -> list:
+    tries = Path(__file__).parent / "broken_tries"
+    tries.write_text(tries.read_text() + "x" if tries.exists() else "x")
     raise ValueError("kaboom: the source is empty")
 
 @asset
@@ -264,6 +271,7 @@ def test_a_failed_asset_is_one_line_with_type_message_and_attempts(failures):
     flaky = row(result.stdout, "flaky")
     assert "materialized" in flaky and re.search(r"│ 2\s+│", flaky)
     assert (root / "attempts").read_text() == "xx"
+    assert (root / "broken_tries").read_text() == "xxx"
     # The traceback is in the task run's logs on the Prefect server.
     assert any("Traceback" in text and "ValueError: kaboom" in text for text in server_logs(result.stdout))
 

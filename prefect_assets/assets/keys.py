@@ -89,8 +89,8 @@ def check_partition_key(value: object) -> str:
     problem = None
     if not isinstance(value, str) or not value:
         problem = "it is empty" if value == "" else f"it is a {type(value).__name__}, not text"
-    elif ".." in value:
-        problem = "it contains '..'"
+    elif ".." in value or value == ".":
+        problem = "it is '.'" if value == "." else "it contains '..'"
     elif any(c in _PARTITION_FORBIDDEN for c in value):
         problem = "it contains " + " or ".join(repr(c) for c in sorted(set(value) & _PARTITION_FORBIDDEN))
     elif any(ord(c) < 32 or ord(c) == 127 for c in value):

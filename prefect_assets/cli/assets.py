@@ -168,7 +168,10 @@ def wipe(
     """
     defs = Definitions.load(project)
     keys = select_keys(defs.graph, select)
-    records = defs.read_records(keys)
+    try:
+        records = defs.read_records(keys)
+    except AssetsError:  # a record that does not parse: wipe is how one gets rid of it
+        records = {}
     stored = [key for key in keys if records.get(key) is not None]
     size = sum(records[key].bytes or 0 for key in stored)
     plural = "" if len(keys) == 1 else "s"

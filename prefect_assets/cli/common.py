@@ -32,7 +32,11 @@ def _root(
 ) -> None:
     """Bare ``prefect-assets`` prints this help; ``--version`` the installed version."""
     if version:
-        out.print(f"prefect-assets {importlib.metadata.version('prefect-assets')}", highlight=False)
+        try:
+            installed = importlib.metadata.version("prefect-assets")
+        except importlib.metadata.PackageNotFoundError:  # imported from a source tree, not installed
+            installed = "(not installed: pip install -e .)"
+        out.print(f"prefect-assets {installed}", highlight=False, markup=False)
         raise typer.Exit(0)
     if ctx.invoked_subcommand is None:
         out.print(ctx.get_help(), highlight=False, markup=False)

@@ -107,9 +107,9 @@ class _Scheduler:
         outside = {up for key in selected for up in graph.upstream_of(key)} - selected
         to_read = upstream(graph, selected) if self.plan.stale_only else outside
         self.records = self.defs.read_records(to_read)
-        # Data deleted or replaced behind our back: such an asset is not fresh, and loading it
-        # would fail, so it reruns with --stale and its downstream hears why.
-        self.stored_statuses = self.defs.stored_data_statuses(self.records)
+        # Data deleted or replaced behind our back: such an asset is not fresh, so --stale reruns
+        # it and its downstream. (Other runs find out when they load it, with the fix named.)
+        self.stored_statuses = self.defs.stored_data_statuses(self.records) if self.plan.stale_only else {}
         self.statuses: dict[AssetKey, AssetStatus] = (
             graph_status(graph, self.records, outside, self.stored_statuses) if self.plan.stale_only else {}
         )
@@ -136,16 +136,13 @@ class _Scheduler:
             outcome = self.outcomes.get(up)
             if outcome is not None and outcome.status in ("failed", "skipped"):
                 return AssetResult(key, "skipped", reason=f"upstream '{up}' {outcome.status}")
-            if outcome is None and up not in self.plan.runs:
+            if outcome is None and self.records.get(up) is None and up not in self.plan.runs:
                 # Nothing ran, but the user asked for this asset and cannot have it: a failure
                 # (exit 1, flow run Failed), with the selection that would work.
-                if self.records.get(up) is None:
-                    missing = "was never materialized"
-                elif self.stored_statuses.get(up, FRESH).state == "missing":
-                    missing = "has no data (deleted since it was materialized)"
-                else:
-                    continue
-                return AssetResult(key, "failed", reason=f"upstream '{up}' {missing}; select it too: --select +{key}")
+                return AssetResult(
+                    key, "failed",
+                    reason=f"upstream '{up}' was never materialized; select it too: --select +{key}",
+                )
         if self.plan.stale_only and key in self.stored_statuses:
             return None
         if self.plan.stale_only:
@@ -175,9 +172,9 @@ class _Scheduler:
         elapsed = time.perf_counter() - self.started[key]
         value = _task_value(self.futures[key])
         if isinstance(value, BaseException):
-            # Prefect retries every exception until the retries are used up, so a failed asset
-            # used all its attempts.
-            attempts = self.retries[key] + 1
+            # The attempt that failed, as the task saw it; a run the task never reported on (a
+            # crash) used at most all of them.
+            attempts = getattr(value, "prefect_assets_attempt", None) or self.retries[key] + 1
             self._finish(AssetResult(key, "failed", elapsed, reason=_one_line(value), attempts=attempts))
         else:
             record = value.record

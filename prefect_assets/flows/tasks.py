@@ -17,6 +17,7 @@ runner:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -250,8 +251,16 @@ class _AssetTaskFn:
     """
 
     def __call__(self, run: Sealed, upstream_records: Sealed) -> MaterializedAsset:
-        record = materialize_asset(run.value, upstream_records.value)
-        return MaterializedAsset(record, prefect.runtime.task_run.run_count or 1)
+        attempt = prefect.runtime.task_run.run_count or 1
+        try:
+            record = materialize_asset(run.value, upstream_records.value)
+        except Exception as exc:
+            # The attempt travels on the exception (its attributes pickle with it across
+            # processes), so the run summary says how many attempts a failure used.
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.prefect_assets_attempt = attempt
+            raise
+        return MaterializedAsset(record, attempt)
 
 
 @dataclass(frozen=True)

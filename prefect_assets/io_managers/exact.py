@@ -28,14 +28,14 @@ def local_write_problem(fs: AbstractFileSystem, path: str) -> str | None:
     if not is_local(fs):
         return None
     folder = Path(fs._strip_protocol(path))
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"{folder} is a file, not a folder"
     try:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            return f"{folder} is a file, not a folder"
         with tempfile.TemporaryFile(dir=folder):
             pass
-    except OSError as exc:
+    except OSError as exc:  # a folder on the way that we may not enter, a read-only disk, ...
         return f"cannot create files in {folder} ({exc.strerror or exc})"
     return None
 

@@ -182,7 +182,7 @@ class FsspecIOManager(IOManager):
         """Raise :class:`AssetsError` if a local ``base_uri`` cannot take new files.
 
         Called before a run, so a read-only or mistyped folder is one line, not a failed asset
-        per key. Writes nothing (see :func:`~prefect_assets.io_managers.storage.local_write_problem`).
+        per key. Writes nothing (see :func:`~prefect_assets.io_managers.exact.local_write_problem`).
         """
         problem = local_write_problem(self._fs, self._root)
         if problem:
@@ -299,20 +299,40 @@ class FsspecIOManager(IOManager):
         sizes = {self._fs._strip_protocol(path): info.get("size") for path, info in listing.items()}
         problems: dict[tuple[str, str | None], str] = {}
         for record in wanted:
-            path = self._recorded_path(record, format_by_name(record.format))
-            size = sizes.get(path)
-            if path not in sizes:
-                problems[(record.key, record.partition)] = DATA_DELETED
-            elif record.bytes is not None and size is not None and size != record.bytes:
-                problems[(record.key, record.partition)] = f"it holds {size:,} bytes, the record says {record.bytes:,}"
-            elif rehash and record.data_version:
-                hasher = content_hasher()
-                hasher.update(read_all(self._fs, path, record.bytes))
-                if version_of(hasher) != record.data_version:
-                    problems[(record.key, record.partition)] = (
-                        f"its content hashes to {version_of(hasher)}, the record says {record.data_version}"
-                    )
+            problem = self._stored_problem(record, sizes, rehash)
+            if problem is not None:
+                problems[(record.key, record.partition)] = problem
         return problems
+
+    def _stored_problem(self, record: MaterializationRecord, sizes: Mapping[str, Any], rehash: bool) -> str | None:
+        """What is wrong with ``record``'s data, given the listing's ``sizes``; None if nothing.
+
+        A record this manager cannot follow (a format it does not know, a path outside its
+        root) is a problem of that one asset, reported as such, never an error for the others.
+        """
+        try:
+            path = self._recorded_path(record, format_by_name(record.format))
+        except AssetsError as exc:
+            return f"its record cannot be followed ({exc})"
+        size = sizes.get(path)
+        if path not in sizes:
+            return DATA_DELETED
+        if record.bytes is not None and size is not None and size != record.bytes:
+            return f"it holds {size:,} bytes, the record says {record.bytes:,}"
+        if not (rehash and record.data_version):
+            return None
+        try:
+            data = read_all(self._fs, path, record.bytes)
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            error = self._error(exc, "reading", path)
+            if isinstance(error, FileNotFoundError):  # deleted since the listing
+                return DATA_DELETED
+            raise error from None
+        hasher = content_hasher()
+        hasher.update(data)
+        if version_of(hasher) != record.data_version:
+            return f"its content hashes to {version_of(hasher)}, the record says {record.data_version}"
+        return None
 
     def _recorded_path(self, record: MaterializationRecord, fmt: Format) -> str:
         """The filesystem path of the data ``record`` names, always under this manager's root.

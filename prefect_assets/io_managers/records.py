@@ -102,6 +102,8 @@ class MaterializationRecord:
         # Records of 0.1.0 before portable paths held an absolute ``uri`` instead of ``path``:
         # they load with no path, and the IO manager finds the data by its layout.
         raw.setdefault("path", None)
+        if raw["path"] is not None and not isinstance(raw["path"], str):
+            raise ValueError(f"path must be text, got {raw['path']!r}")
         known = {f.name for f in dataclasses.fields(cls)}
         try:
             return cls(**{k: v for k, v in raw.items() if k in known})
