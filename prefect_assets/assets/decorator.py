@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect_assets.assets.keys import AssetKey, CoercibleToKey
-from prefect_assets.assets.versions import source_code_version
+from prefect_assets.assets.code_version import source_code_version
 from prefect_assets.errors import AssetsError
 
 #: Parameters filled by the framework rather than loaded from upstream assets.

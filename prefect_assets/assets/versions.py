@@ -1,17 +1,14 @@
 """Versions and staleness: what made each materialization, and whether it is still current.
 
-The default ``code_version`` of an asset hashes its normalized source: the function's AST
-without decorators or docstring, so reformatting, comments and docstring edits do not make an
-asset stale, while any change to what it computes does.
+An asset's code version (see :mod:`~prefect_assets.assets.code_version`), the data versions of
+its inputs and its own data version (:func:`content_version`) are compared with its latest
+record to say whether it is missing, stale (and why) or fresh.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import inspect
-import textwrap
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -21,32 +18,9 @@ if TYPE_CHECKING:
     from prefect_assets.assets.graph import AssetGraph, AssetNode
 
 
-def source_code_version(fn: Callable) -> str:
-    """Return a 16-hex-digit hash of ``fn``'s normalized source.
-
-    Falls back to the compiled bytecode and constants when the source is not available
-    (functions made with ``exec`` or in an interactive session).
-    """
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    except (OSError, TypeError, SyntaxError):
-        code = fn.__code__
-        return _digest(repr((code.co_code, code.co_consts, code.co_names)))
-    node = next(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
-    node.decorator_list = []
-    if node.body and isinstance(node.body[0], ast.Expr) and isinstance(getattr(node.body[0], "value", None), ast.Constant) \
-            and isinstance(node.body[0].value.value, str):
-        node.body = node.body[1:]
-    return _digest(ast.dump(node, annotate_fields=False, include_attributes=False))
-
-
 def content_version(data: bytes | memoryview) -> str:
     """The data version of stored bytes: their SHA-256, shortened to 16 hex digits."""
     return hashlib.sha256(data).hexdigest()[:16]
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class VersionRecord(Protocol):
