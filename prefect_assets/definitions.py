@@ -22,6 +22,8 @@ from prefect_assets.config import DefaultsConfig, IOManagerConfig, Project, Proj
 from prefect_assets.errors import AssetsError, did_you_mean
 from prefect_assets.io_managers import DATA_DELETED, FsspecIOManager, IOManager, MaterializationRecord, RecordStore
 from prefect_assets.io_managers.formats import FORMATS
+from prefect_assets.io_managers.commit import settle_interrupted
+from prefect_assets.io_managers.leftovers import Leftover, sweep
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -103,15 +105,38 @@ class Definitions:
         return store
 
     def read_records(self, keys: Iterable[AssetKey]) -> dict[AssetKey, MaterializationRecord | None]:
-        """Latest records of ``keys``, reading each record store once (concurrently where it can)."""
+        """Latest records of ``keys``, reading each record store once (concurrently where it can).
+
+        Stores that a killed run left half-done are settled first (rolled forward or back,
+        see :mod:`~prefect_assets.io_managers.commit`), so what is read is always a committed
+        state.
+        """
+        by_store = self._by_record_store(keys)
+        records: dict[AssetKey, Any] = {}
+        for store, store_keys in by_store.values():
+            settle_interrupted(store, self._io_manager_if_known)
+            records.update(store.read_many(store_keys))
+        return records
+
+    def clean_leftovers(self, keys: Iterable[AssetKey]) -> list[Leftover]:
+        """Remove what killed writers left where ``keys`` are stored: temporary files,
+        unfinished uploads, abandoned locks (see :func:`~prefect_assets.io_managers.leftovers.sweep`).
+
+        A run calls it first, so a killed run's leftovers are gone after the next run, whatever
+        it stores.
+        """
+        managers = {id(m): m for m in map(self.io_manager_for, keys) if isinstance(m, FsspecIOManager)}
+        return [leftover for manager in managers.values() for leftover in sweep(manager)]
+
+    def _by_record_store(self, keys: Iterable[AssetKey]) -> dict[int, tuple[RecordStore, list[AssetKey]]]:
         by_store: dict[int, tuple[RecordStore, list[AssetKey]]] = {}
         for key in keys:
             store = self.record_store_for(key)
             by_store.setdefault(id(store), (store, []))[1].append(key)
-        records: dict[AssetKey, Any] = {}
-        for store, store_keys in by_store.values():
-            records.update(store.read_many(store_keys))
-        return records
+        return by_store
+
+    def _io_manager_if_known(self, key: AssetKey) -> IOManager | None:
+        return self.io_manager_for(key) if key in self.graph.nodes else None
 
     def stored_data_statuses(
         self, records: Mapping[AssetKey, MaterializationRecord | None], rehash: bool = False
@@ -121,7 +146,8 @@ class Definitions:
         Asks each IO manager once (:meth:`IOManager.check_stored`: one listing for the fsspec
         IO manager), so ``status`` and ``materialize --stale`` notice files deleted or replaced
         behind our back: a deleted file is ``missing (data deleted)``, a changed one
-        ``stale (data does not match its record: ...)``.
+        ``stale (data does not match its record: ...)``, and one whose store was interrupted and
+        cannot be settled ``stale (a run was stopped while storing it, ...)``.
 
         Args:
             records: the latest records, as :meth:`read_records` returns them.
@@ -133,6 +159,10 @@ class Definitions:
             if record is not None and io_manager is not None:
                 by_manager.setdefault(id(io_manager), (io_manager, []))[1].append(record)
         statuses: dict[AssetKey, AssetStatus] = {}
+        for store, _keys in self._by_record_store(records).values():
+            for (key, _partition), problem in settle_interrupted(store, self._io_manager_if_known).items():
+                if AssetKey.parse(key) in records:
+                    statuses[AssetKey.parse(key)] = AssetStatus("stale", problem)
         for io_manager, manager_records in by_manager.values():
             for (key, _partition), problem in io_manager.check_stored(manager_records, rehash).items():
                 statuses[AssetKey.parse(key)] = (

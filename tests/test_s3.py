@@ -401,7 +401,7 @@ def test_wrong_secret_is_one_line_and_exit_2_not_missing(project, checking_s3, p
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         line = one_line_error(result)
         assert "access denied" in line and "io_managers.lake.storage_options" in line, line
-        assert f"s3://{checking_s3['bucket']}/shop/_prefect_assets/records/" in line
+        assert f"s3://{checking_s3['bucket']}/shop/_prefect_assets/" in line
         assert_no_secret(result.stdout, result.stderr)
         assert "missing" not in result.stdout  # never reported as "never materialized"
     assert not (project / "data").exists()  # materialize stopped before any asset ran

@@ -9,6 +9,7 @@ changed behind our back, exact deletes on S3, failure output and the CLI's conve
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -168,13 +169,17 @@ def test_status_notices_deleted_and_changed_data_and_stale_repairs_it(shop_copy,
     assert all(row(after.stdout, key).split()[1] == "fresh" for key in EXAMPLE_KEYS), after.stdout
 
 
-def test_status_verify_rehashes_same_size_changes(shop_copy):
+def test_status_notices_same_size_changes_by_file_identity_and_verify_rehashes_all(shop_copy):
     kpis = shop_copy / "data" / "reports" / "kpis.json"
-    kpis.write_bytes(kpis.read_bytes().replace(b"1", b"2", 1))  # same size, other bytes
-    assert row(run_cli("status", cwd=shop_copy).stdout, "reports/kpis").split()[1] == "fresh"  # sizes only
-    verified = run_cli("status", "--verify", cwd=shop_copy)
-    assert verified.returncode == 0, verified.stderr
-    assert "stale (data does not match its record: its content hashes to" in row(verified.stdout, "reports/kpis")
+    kpis.write_bytes(kpis.read_bytes().replace(b"1", b"2", 1))  # same size, other bytes: a new mtime
+    customers = shop_copy / "data" / "customers.parquet"
+    shutil.copy(customers, shop_copy / "customers.copy")
+    os.replace(shop_copy / "customers.copy", customers)  # a new file with the same bytes, as a restore does
+    for args in (["status"], ["status", "--verify"]):
+        status = run_cli(*args, cwd=shop_copy)
+        assert status.returncode == 0, status.stderr
+        assert "stale (data does not match its record: its content hashes to" in row(status.stdout, "reports/kpis")
+        assert row(status.stdout, "customers").split()[1] == "fresh"  # another file, the recorded content
 
 
 def test_an_upstream_outside_the_selection_whose_data_was_deleted_fails_the_asset_saying_what_to_run(

@@ -106,6 +106,7 @@ class _Scheduler:
         selected = set(self.plan.keys)
         outside = {up for key in selected for up in graph.upstream_of(key)} - selected
         to_read = upstream(graph, selected) if self.plan.stale_only else outside
+        self.defs.clean_leftovers(selected)
         self.records = self.defs.read_records(to_read)
         # Data deleted or replaced behind our back: such an asset is not fresh, so --stale reruns
         # it and its downstream. (Other runs find out when they load it, with the fix named.)

@@ -47,7 +47,8 @@ from prefect_assets.flows.compute import (
     compute,
     compute_in_subprocess,
 )
-from prefect_assets.io_managers import IOManager, MaterializationRecord, OutputContext
+from prefect_assets.io_managers import IOManager, MaterializationRecord, OutputContext, StoredOutput
+from prefect_assets.io_managers.commit import commit_output
 
 __all__ = [
     "AssetRun", "AssetTimeoutError", "MaterializedAsset", "Sealed", "asset_task", "asset_uri", "materialize_asset",
@@ -55,9 +56,7 @@ __all__ = [
 
 
 def materialize_asset(run: AssetRun, upstream_records: Mapping[str, MaterializationRecord | None]) -> MaterializationRecord:
-    """Load the inputs, call the asset function, store the value, then write the record.
-
-    The record is written only after the data, so a record always describes bytes that exist.
+    """Load the inputs, call the asset function, then store the value and its record as one.
 
     Raises:
         AssetTimeoutError: loading and computing took longer than ``run.timeout_seconds``.
@@ -79,33 +78,38 @@ def _store(
     context: AssetContext,
     started: float,
 ) -> MaterializationRecord:
+    """Store the value and its record as one commit (see :mod:`prefect_assets.io_managers.commit`)."""
     definition = run.node.definition
     value, metadata = computed.value, computed.metadata
     timestamp = datetime.now(timezone.utc).isoformat()
-    stored = None
-    if run.io_manager is not None:
-        out_context = OutputContext(run.key, run.partition_key, definition.format, metadata)
-        stored = run.io_manager.handle_output(out_context, value)
-    elif value is not None:
-        context.log.warning("asset %s has io_manager=None but returned a value; the value was not stored", run.key)
-    record = MaterializationRecord(
-        key=str(run.key),
-        partition=run.partition_key,
-        run_id=context.run_id,
-        timestamp=timestamp,
-        code_version=definition.code_version,
-        input_versions={str(k): _data_version(upstream_records.get(str(k))) for k in sorted(run.node.upstream)},
-        # An asset that stores nothing has no bytes to hash: each materialization is a new version.
-        data_version=stored.data_version if stored else _unstored_version(run.key, timestamp),
-        format=stored.format if stored else None,
-        path=stored.path if stored else None,
-        bytes=stored.bytes if stored else None,
-        rows=stored.rows if stored else None,
-        metadata=metadata,
-        duration_seconds=round(time.perf_counter() - started, 6),
-    )
-    run.record_store.write(record)
-    return record
+
+    def make_record(stored: StoredOutput | None) -> MaterializationRecord:
+        return MaterializationRecord(
+            key=str(run.key),
+            partition=run.partition_key,
+            run_id=context.run_id,
+            timestamp=timestamp,
+            code_version=definition.code_version,
+            input_versions={str(k): _data_version(upstream_records.get(str(k))) for k in sorted(run.node.upstream)},
+            # An asset that stores nothing has no bytes to hash: each materialization is a new version.
+            data_version=stored.data_version if stored else _unstored_version(run.key, timestamp),
+            format=stored.format if stored else None,
+            path=stored.path if stored else None,
+            bytes=stored.bytes if stored else None,
+            rows=stored.rows if stored else None,
+            metadata=metadata,
+            duration_seconds=round(time.perf_counter() - started, 6),
+            identity=stored.identity if stored else None,
+        )
+
+    if run.io_manager is None:
+        if value is not None:
+            context.log.warning("asset %s has io_manager=None but returned a value; the value was not stored", run.key)
+        record = make_record(None)
+        run.record_store.write(record)
+        return record
+    out_context = OutputContext(run.key, run.partition_key, definition.format, metadata)
+    return commit_output(run.io_manager, run.record_store, out_context, value, make_record)
 
 
 def asset_task(run: AssetRun, defaults: DefaultsConfig, upstream_uris: list[str]) -> MaterializingTask:

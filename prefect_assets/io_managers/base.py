@@ -62,6 +62,8 @@ class StoredOutput:
             changes. Use :func:`prefect_assets.assets.versions.content_version` on the bytes.
         bytes: stored size.
         rows: row count where it means something, else None.
+        identity: how the stored file is known in a listing (see
+            :attr:`MaterializationRecord.identity`), or None.
     """
 
     path: str
@@ -69,6 +71,33 @@ class StoredOutput:
     data_version: str
     bytes: int
     rows: int | None
+    identity: dict | None = None
+
+
+class StagedOutput:
+    """A value written where nobody sees it yet: :meth:`publish` makes it current in one step.
+
+    The framework writes the record the value will have (a pending record) between staging and
+    publishing, so a crash in between can be settled (see :mod:`~prefect_assets.io_managers.commit`).
+    This default stages nothing and does all the work in :meth:`publish`, by calling
+    :meth:`IOManager.handle_output`: right for any IO manager, but then the record is not known
+    before publishing, and an interrupted store can only be reported, not settled.
+
+    Attributes:
+        stored: what the record will say, when known before publishing; else None.
+    """
+
+    stored: StoredOutput | None = None
+
+    def __init__(self, io_manager: IOManager, context: OutputContext, obj: Any) -> None:
+        self._store = lambda: io_manager.handle_output(context, obj)
+
+    def publish(self) -> StoredOutput:
+        """Make the value current; returns where and how it is stored."""
+        return self._store()
+
+    def discard(self) -> None:
+        """Drop the staged value, leaving the current one. Never raises."""
 
 
 #: What :meth:`IOManager.check_stored` says about one record's data: ``"deleted"``, or a line
@@ -140,6 +169,35 @@ class IOManager(abc.ABC):
             f"{type(self).__name__} cannot delete stored assets: implement "
             f"delete(key, partition_key) to support `prefect-assets wipe`"
         )
+
+    def stage_output(self, context: OutputContext, obj: Any) -> StagedOutput:
+        """Write ``obj`` where nobody sees it yet; the framework then publishes it.
+
+        Override it, with :meth:`stored_matches`, to let the framework settle a store that a
+        crash interrupted (as the fsspec IO manager does). The default defers all the work to
+        :meth:`handle_output` at publish time.
+        """
+        return StagedOutput(self, context, obj)
+
+    def stored_matches(self, record: MaterializationRecord) -> bool | None:
+        """Whether the value stored now is the one ``record`` describes; None if it cannot tell.
+
+        Asked after a crash, about the record a store was about to write: True rolls the
+        record forward, False keeps the previous one.
+        """
+        return None
+
+    def clean_leftovers(self, key: AssetKey, partition_key: str | None = None, writer_died: bool = False) -> None:
+        """Remove what killed writers left behind for ``key`` (temporary files, unfinished uploads).
+
+        Called while holding the asset's lock, so no live writer of it exists.
+
+        Args:
+            writer_died: the lock was taken over from a writer that died holding it.
+        """
+
+    def after_commit(self, context: OutputContext, stored: StoredOutput) -> None:
+        """Called once the value and its record are both current (to drop superseded files)."""
 
     @property
     def record_store(self) -> RecordStore | None:

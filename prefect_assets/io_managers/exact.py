@@ -9,12 +9,24 @@ failing every asset.
 
 from __future__ import annotations
 
+import os
+import re
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from fsspec import AbstractFileSystem
 
-from prefect_assets.io_managers.storage import MULTIPART_PROTOCOLS, is_local, protocols
+from prefect_assets.io_managers.storage import (
+    MULTIPART_PROTOCOLS,
+    TEMPORARY_NAME,
+    is_local,
+    is_object_store,
+    protocols,
+)
+
+#: Temporary files of writers before they moved under ``_prefect_assets/tmp``: ``.<name>.tmp-<hex>``.
+_LEGACY_TEMPORARY_NAME = re.compile(r"^\.(.+)\.tmp-[0-9a-f]{32}$")
 
 
 def local_write_problem(fs: AbstractFileSystem, path: str) -> str | None:
@@ -69,3 +81,57 @@ def remove_exact(fs: AbstractFileSystem, paths: list[str]) -> None:
             fs.rm_file(path)
         except FileNotFoundError:
             pass
+
+
+def remove_temporaries(fs: AbstractFileSystem, folder: str, names: str | Collection[str], legacy: bool = False) -> int:
+    """Delete the temporary files in ``folder`` of the targets named ``names``; returns how many.
+
+    Temporary files are named after their target (see
+    :func:`~prefect_assets.io_managers.storage.temporary_name`), so exactly those of the given
+    targets are matched, never another asset's. Only call it while no live writer of those
+    targets can exist (holding the asset's lock). Object stores have no temporary files.
+
+    Args:
+        legacy: match the names writers used beside their targets before temporaries moved
+            under ``_prefect_assets/tmp`` (``.<name>.tmp-<hex>``).
+    """
+    if is_object_store(fs):
+        return 0
+    wanted = {names} if isinstance(names, str) else set(names)
+    pattern = _LEGACY_TEMPORARY_NAME if legacy else TEMPORARY_NAME
+    try:
+        entries = fs.ls(folder, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    doomed = []
+    for path in entries:
+        match = pattern.match(path.rpartition("/")[2])
+        if match and match.group(1) in wanted:
+            doomed.append(path)
+    for path in doomed:
+        try:
+            fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+    return len(doomed)
+
+
+def abort_uploads(fs: AbstractFileSystem, paths: list[str]) -> int:
+    """Abort the unfinished S3 multipart uploads to exactly ``paths``; returns how many.
+
+    A writer killed mid-upload leaves its parts stored (and billed) but invisible. Only call
+    it while no live writer of those paths can exist (holding the asset's lock). Other
+    backends have no unfinished uploads.
+    """
+    call_s3 = getattr(fs, "call_s3", None)
+    if call_s3 is None or not protocols(fs) & MULTIPART_PROTOCOLS or not paths:
+        return 0
+    targets = {fs._strip_protocol(p) for p in paths}
+    bucket, _, _ = fs.split_path(paths[0])
+    prefix = os.path.commonprefix([fs.split_path(p)[1] for p in paths])
+    aborted = 0
+    for upload in call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix).get("Uploads", []):
+        if f"{bucket}/{upload['Key']}" in targets:
+            call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            aborted += 1
+    return aborted

@@ -20,6 +20,7 @@ so a replaced or half-replaced object is reported instead of decoded.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -28,8 +29,15 @@ import fsspec.core
 
 from prefect_assets.assets.keys import AssetKey, check_partition_key
 from prefect_assets.errors import AssetsError
-from prefect_assets.io_managers.base import DATA_DELETED, InputContext, IOManager, OutputContext, StoredOutput
-from prefect_assets.io_managers.exact import local_write_problem, remove_exact
+from prefect_assets.io_managers.base import (
+    DATA_DELETED,
+    InputContext,
+    IOManager,
+    OutputContext,
+    StagedOutput,
+    StoredOutput,
+)
+from prefect_assets.io_managers.exact import abort_uploads, local_write_problem, remove_exact, remove_temporaries
 from prefect_assets.io_managers.formats import (
     FORMATS,
     PICKLE,
@@ -41,7 +49,14 @@ from prefect_assets.io_managers.formats import (
 from prefect_assets.io_managers.records import MaterializationRecord, RecordStore
 from prefect_assets.io_managers.secrets import Redactor, storage_error
 from prefect_assets.io_managers.hashing import HashingWriter, content_hasher, version_of
-from prefect_assets.io_managers.storage import is_local, open_atomic, read_all
+from prefect_assets.io_managers.storage import (
+    AtomicWriter,
+    is_local,
+    listed_identity,
+    open_atomic,
+    read_all,
+    read_local,
+)
 
 #: Top-level directory for our own bookkeeping; no asset key may start with it.
 RESERVED_DIR = "_prefect_assets"
@@ -105,12 +120,12 @@ class FsspecIOManager(IOManager):
             self._fs, root = fsspec.core.url_to_fs(uri, **self.storage_options)
         except ImportError as exc:
             raise AssetsError(
-                f"{self._where or 'IO manager'}: {self._redact.uri(uri)} needs a package that is not installed "
+                f"{self.where or 'IO manager'}: {self._redact.uri(uri)} needs a package that is not installed "
                 f"({self._redact(str(exc))}); install it, e.g. pip install s3fs / gcsfs / adlfs"
             ) from None
         except (ValueError, TypeError, KeyError) as exc:
             raise AssetsError(
-                f"{self._where or 'IO manager'}: cannot open {self._redact.uri(uri)} "
+                f"{self.where or 'IO manager'}: cannot open {self._redact.uri(uri)} "
                 f"({type(exc).__name__}: {self._redact(str(exc))}); check base_uri and storage_options"
             ) from None
         self._root = root.rstrip("/")
@@ -120,11 +135,13 @@ class FsspecIOManager(IOManager):
         #: The location for people and for Prefect (asset keys, artifacts): credentials masked.
         self.base_uri = self._redact.uri(self._url)
         self._records = RecordStore(
-            self._fs, f"{self._root}/{RESERVED_DIR}/records", redact=self._redact, where=self._where
+            self._fs, f"{self._root}/{RESERVED_DIR}/records", redact=self._redact, where=self.where,
+            work_dir=f"{self._root}/{RESERVED_DIR}",
         )
 
     @property
-    def _where(self) -> str:
+    def where(self) -> str:
+        """Where this manager is configured (``io_managers.lake``), for messages; may be empty."""
         return f"io_managers.{self.name}" if self.name else ""
 
     # Instances cross process boundaries (process pool, Dask, Ray). The filesystem object is
@@ -150,6 +167,16 @@ class FsspecIOManager(IOManager):
     def __repr__(self) -> str:
         # Only the redacted URL: storage_options hold secrets and repr ends up in logs.
         return f"FsspecIOManager({self.base_uri!r})"
+
+    @property
+    def filesystem(self) -> Any:
+        """The fsspec filesystem (credentials inside: never print it)."""
+        return self._fs
+
+    @property
+    def root(self) -> str:
+        """``base_uri`` in the filesystem's form (no protocol)."""
+        return self._root
 
     @property
     def record_store(self) -> RecordStore:
@@ -187,27 +214,42 @@ class FsspecIOManager(IOManager):
         problem = local_write_problem(self._fs, self._root)
         if problem:
             raise AssetsError(
-                f"{self._where or 'IO manager'}: base_uri {self.base_uri} is not writable: {problem}; "
+                f"{self.where or 'IO manager'}: base_uri {self.base_uri} is not writable: {problem}; "
                 "point base_uri at a folder you can write to"
             )
 
     def handle_output(self, context: OutputContext, obj: Any) -> StoredOutput:
-        """Choose a format and stream the value into storage, hashed on the way, atomically.
+        """Store ``obj`` now: :meth:`stage_output`, publish, drop files in other formats.
 
-        Files of the same asset (partition) in other formats are removed afterwards, so the
-        layout always holds one version and probing for it is unambiguous.
+        The framework does not call this: it stages, writes a pending record, publishes and
+        writes the record under the asset's lock (:func:`~prefect_assets.io_managers.commit.commit_output`).
+
+        Raises:
+            AssetsError: see :meth:`stage_output`.
+            OSError: any other storage failure; the previous version is intact either way.
+        """
+        stored = self.stage_output(context, obj).publish()
+        self.after_commit(context, stored)
+        return stored
+
+    def stage_output(self, context: OutputContext, obj: Any) -> StagedOutput:
+        """Choose a format and stream the value into storage, hashed on the way, unpublished.
+
+        On local disk the value goes to a temporary file under ``_prefect_assets/tmp``; on S3
+        it is kept in memory, or for large values uploaded as a multipart upload that is not
+        completed yet. Nobody sees it until :meth:`StagedOutput.publish`.
 
         Raises:
             AssetsError: no allowed format can store ``obj`` (see
                 :func:`~prefect_assets.io_managers.formats.choose_format`), or the storage
                 refused the credentials, is unreachable or has no such bucket.
-            OSError: any other storage failure; the previous version is intact either way.
+            OSError: any other storage failure; nothing was published.
         """
         fmt = choose_format(obj, context.format, self.allow_pickle, context.key)
         path = self.path(context.key, context.partition_key, fmt)
         action = f"writing asset '{context.key}' to"
         try:
-            target = open_atomic(self._fs, path)
+            target = open_atomic(self._fs, path, self._records.tmp_dir("data", context.key, context.partition_key))
         except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
             raise self._error(exc, action, path) from None
         sink = HashingWriter(target)
@@ -230,19 +272,55 @@ class FsspecIOManager(IOManager):
             raise
         try:
             data_version, size = sink.finish()
-            target.commit()
+            identity = target.seal()
         except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
             target.discard()
             raise self._error(exc, action, path) from None
-        self._remove([self.path(context.key, context.partition_key, other) for other in FORMATS.values()
-                      if other is not fmt])
-        return StoredOutput(
+        stored = StoredOutput(
             path=self.relative_path(context.key, context.partition_key, fmt),
             format=fmt.name,
             data_version=data_version,
             bytes=size,
             rows=rows,
+            identity=identity,
         )
+        return _StagedFile(stored, target, lambda exc: self._error(exc, action, path))
+
+    def after_commit(self, context: OutputContext, stored: StoredOutput) -> None:
+        """Remove the asset's files in other formats, so the layout holds one version and
+        probing for it is unambiguous."""
+        self._remove([self.path(context.key, context.partition_key, other) for other in FORMATS.values()
+                      if other.name != stored.format])
+
+    def stored_matches(self, record: MaterializationRecord) -> bool | None:
+        """Whether the file at ``record``'s path is the one it describes (identity, size, hash)."""
+        try:
+            path = self._recorded_path(record, format_by_name(record.format))
+        except AssetsError:
+            return False
+        try:
+            self._fs.invalidate_cache(path)
+            info = self._fs.info(path)
+        except FileNotFoundError:
+            return False
+        if record.identity is not None and listed_identity(info) == record.identity:
+            return True
+        if record.bytes is not None and info.get("size") != record.bytes:
+            return False
+        return self._hash_of(path, record.bytes) == record.data_version
+
+    def clean_leftovers(self, key: AssetKey, partition_key: str | None = None, writer_died: bool = False) -> None:
+        """Remove the temporary files killed writers left for ``key``; after a writer died
+        holding the lock on S3, abort its unfinished multipart uploads too."""
+        names = [self.relative_path(key, partition_key, fmt).rpartition("/")[2] for fmt in FORMATS.values()]
+        try:
+            remove_temporaries(self._fs, self._records.tmp_dir("data", key, partition_key), names)
+            remove_temporaries(self._fs, self.path(key, partition_key, PICKLE).rpartition("/")[0], names, legacy=True)
+            self._records.clean_temporaries(key, partition_key)
+            if writer_died:
+                abort_uploads(self._fs, [self.path(key, partition_key, fmt) for fmt in FORMATS.values()])
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            raise self._error(exc, "cleaning up after an interrupted run under", self._root) from None
 
     def load_input(self, context: InputContext) -> Any:
         """Load the value, from the record's path and format when given, else by probing.
@@ -262,7 +340,7 @@ class FsspecIOManager(IOManager):
             self._check_pickle(context.key, fmt)
             path = self._recorded_path(record, fmt)
             try:
-                data = read_all(self._fs, path, record.bytes)
+                data, identity = self._read(path, record.bytes)
             except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
                 error = self._error(exc, f"reading asset '{context.key}' from", path)
                 if isinstance(error, FileNotFoundError):
@@ -271,7 +349,7 @@ class FsspecIOManager(IOManager):
                         f"which no longer exists; materialize it again: prefect-assets materialize --select +{context.key}"
                     ) from None
                 raise error from None
-            self._verify(context.key, record, path, data)
+            self._verify(context.key, record, path, data, identity)
         else:
             fmt, data = self._probe(context.key, context.partition_key)
             self._check_pickle(context.key, fmt)
@@ -296,43 +374,57 @@ class FsspecIOManager(IOManager):
             listing = {}
         except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
             raise self._error(exc, "listing", self._root) from None
-        sizes = {self._fs._strip_protocol(path): info.get("size") for path, info in listing.items()}
+        listed = {self._fs._strip_protocol(path): info for path, info in listing.items()}
         problems: dict[tuple[str, str | None], str] = {}
         for record in wanted:
-            problem = self._stored_problem(record, sizes, rehash)
+            problem = self._stored_problem(record, listed, rehash)
             if problem is not None:
                 problems[(record.key, record.partition)] = problem
         return problems
 
-    def _stored_problem(self, record: MaterializationRecord, sizes: Mapping[str, Any], rehash: bool) -> str | None:
-        """What is wrong with ``record``'s data, given the listing's ``sizes``; None if nothing.
+    def _stored_problem(self, record: MaterializationRecord, listed: Mapping[str, Any], rehash: bool) -> str | None:
+        """What is wrong with ``record``'s data, given the listing; None if nothing.
 
-        A record this manager cannot follow (a format it does not know, a path outside its
-        root) is a problem of that one asset, reported as such, never an error for the others.
+        The listing shows each file's size and identity (inode and modification time, or ETag).
+        A file whose identity differs from the recorded one was rewritten or replaced behind
+        our back, or merely copied back from a backup: its content decides. A record this
+        manager cannot follow (a format it does not know, a path outside its root) is a problem
+        of that one asset, reported as such, never an error for the others.
         """
         try:
             path = self._recorded_path(record, format_by_name(record.format))
         except AssetsError as exc:
             return f"its record cannot be followed ({exc})"
-        size = sizes.get(path)
-        if path not in sizes:
+        info = listed.get(path)
+        if info is None:
             return DATA_DELETED
+        size = info.get("size")
         if record.bytes is not None and size is not None and size != record.bytes:
             return f"it holds {size:,} bytes, the record says {record.bytes:,}"
-        if not (rehash and record.data_version):
+        replaced = record.identity is not None and listed_identity(info) != record.identity
+        if not record.data_version or not (rehash or replaced):
             return None
         try:
-            data = read_all(self._fs, path, record.bytes)
+            version = self._hash_of(path, record.bytes)
+        except FileNotFoundError:  # deleted since the listing
+            return DATA_DELETED
+        if version != record.data_version:
+            return f"its content hashes to {version}, the record says {record.data_version}"
+        return None
+
+    def _hash_of(self, path: str, size: int | None) -> str:
+        """The data version of the bytes at ``path``.
+
+        Raises:
+            FileNotFoundError: no such file.
+        """
+        try:
+            data = read_all(self._fs, path, size)
         except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
-            error = self._error(exc, "reading", path)
-            if isinstance(error, FileNotFoundError):  # deleted since the listing
-                return DATA_DELETED
-            raise error from None
+            raise self._error(exc, "reading", path) from None
         hasher = content_hasher()
         hasher.update(data)
-        if version_of(hasher) != record.data_version:
-            return f"its content hashes to {version_of(hasher)}, the record says {record.data_version}"
-        return None
+        return version_of(hasher)
 
     def _recorded_path(self, record: MaterializationRecord, fmt: Format) -> str:
         """The filesystem path of the data ``record`` names, always under this manager's root.
@@ -357,8 +449,11 @@ class FsspecIOManager(IOManager):
         ``partition_key=None`` removes the unpartitioned value only, never a directory: that
         directory may also hold child assets (``a/b`` lives in ``a/``). Missing files are fine.
         """
-        self._remove([self.path(key, partition_key, fmt) for fmt in FORMATS.values()])
-        self._records.delete(key, partition_key)
+        with self._records.lock(key, partition_key):
+            self._remove([self.path(key, partition_key, fmt) for fmt in FORMATS.values()])
+            self._records.delete(key, partition_key)
+            self._records.delete_pending(key, partition_key)
+            self.clean_leftovers(key, partition_key, writer_died=True)
 
     def _check_pickle(self, key: AssetKey, fmt: Format) -> None:
         if fmt is PICKLE and not self.allow_pickle:
@@ -367,12 +462,25 @@ class FsspecIOManager(IOManager):
                 "(allow_pickle: false); re-materialize it in another format or set allow_pickle: true"
             )
 
-    def _verify(self, key: AssetKey, record: MaterializationRecord, path: str, data: Any) -> None:
+    def _read(self, path: str, size: int | None) -> tuple[Any, dict | None]:
+        """The content at ``path`` and, on local disk, the identity of the file it came from."""
+        if is_local(self._fs):
+            return read_local(path)
+        return read_all(self._fs, path, size), None
+
+    def _verify(
+        self, key: AssetKey, record: MaterializationRecord, path: str, data: Any, identity: dict | None
+    ) -> None:
+        """Refuse bytes that are not the ones ``record`` names.
+
+        The size always; then the content hash, unless the file is provably the one written
+        (on local disk, the same inode and modification time as recorded).
+        """
         size = memoryview(data).nbytes
         problem = None
         if record.bytes is not None and size != record.bytes:
             problem = f"it holds {size:,} bytes, the record says {record.bytes:,}"
-        elif record.data_version and not is_local(self._fs):
+        elif record.data_version and (record.identity is None or identity != record.identity):
             hasher = content_hasher()
             hasher.update(data)
             if version_of(hasher) != record.data_version:
@@ -380,8 +488,8 @@ class FsspecIOManager(IOManager):
         if problem:
             raise AssetsError(
                 f"asset '{key}': {self._display(path)} does not match its materialization record "
-                f"({problem}); it was replaced after the record was written (a concurrent run, or one stopped "
-                f"between writing data and record); materialize it again: prefect-assets materialize --select {key}"
+                f"({problem}); it was changed after the record was written, not by prefect-assets; "
+                f"materialize it again: prefect-assets materialize --select {key}"
             )
 
     def _probe(self, key: AssetKey, partition_key: str | None) -> tuple[Format, Any]:
@@ -406,7 +514,26 @@ class FsspecIOManager(IOManager):
             raise self._error(exc, "deleting", paths[0]) from None
 
     def _error(self, exc: BaseException, action: str, path: str) -> BaseException:
-        return storage_error(exc, action, self._fs.unstrip_protocol(path), self._redact, self._where)
+        return storage_error(exc, action, self._fs.unstrip_protocol(path), self._redact, self.where)
+
+
+class _StagedFile(StagedOutput):
+    """A value in an :class:`AtomicWriter`, sealed: publishing is its last step."""
+
+    def __init__(self, stored: StoredOutput, target: AtomicWriter, error: Any) -> None:
+        self.stored = stored
+        self._target = target
+        self._error = error  # sorts and redacts a storage exception
+
+    def publish(self) -> StoredOutput:
+        try:
+            identity = self._target.publish()
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            raise self._error(exc) from None
+        return dataclasses.replace(self.stored, identity=identity or self.stored.identity)
+
+    def discard(self) -> None:
+        self._target.discard()
 
 
 def _drop_empty(options: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,13 @@ Layout under the store's root::
     <root>/<key parts...>.json                  unpartitioned
     <root>/<key parts...>/<partition>.json      partitioned
 
+The store also keeps, in its *work directory* (``_prefect_assets/`` beside ``records/`` for the
+fsspec IO manager), what a store in progress needs (see :mod:`~prefect_assets.io_managers.commit`)::
+
+    <work>/pending/<key...>[/<partition>].json     the record a store in flight is about to write
+    <work>/locks/<key...>[/<partition>].lock       one writer per asset at a time
+    <work>/tmp/<area>/<key...>[...].<hex>.tmp      temporary files, removed by the next store
+
 >>> import fsspec, tempfile
 >>> from prefect_assets.assets.keys import AssetKey, check_partition_key
 >>> store = RecordStore(fsspec.filesystem("file"), tempfile.mkdtemp())
@@ -31,7 +38,8 @@ from fsspec import AbstractFileSystem
 
 from prefect_assets.assets.keys import AssetKey, check_partition_key
 from prefect_assets.errors import AssetsError
-from prefect_assets.io_managers.exact import has_glob, local_write_problem
+from prefect_assets.io_managers.exact import has_glob, local_write_problem, remove_temporaries
+from prefect_assets.io_managers.locks import AssetLock, asset_lock
 from prefect_assets.io_managers.secrets import Redactor, storage_error
 from prefect_assets.io_managers.storage import write_atomic
 
@@ -62,6 +70,9 @@ class MaterializationRecord:
         rows: row count where it means something (tables, lists), else None.
         metadata: user metadata (``context.add_metadata``, ``Output(metadata=...)``).
         duration_seconds: how long the asset function and the write took.
+        identity: how the stored file is known in a listing, as written (local disk: inode and
+            modification time; S3: ETag), so ``status`` notices a file replaced behind our back
+            without reading it. None when the backend offers nothing cheap.
     """
 
     key: str
@@ -77,6 +88,7 @@ class MaterializationRecord:
     rows: int | None
     metadata: dict = field(default_factory=dict)
     duration_seconds: float | None = None
+    identity: dict | None = None
 
     def to_json(self) -> bytes:
         """Serialize as UTF-8 JSON. Metadata values JSON cannot hold are written as strings.
@@ -119,27 +131,116 @@ class RecordStore:
         root: directory (or key prefix) in ``fs``'s form, without protocol.
         redact: removes the storage's credentials from messages.
         where: where the storage is configured (``io_managers.lake``), named in messages.
+        work_dir: where pending records, locks and temporary files go; by default ``.work``
+            under ``root`` (no asset key can start with a dot).
 
     Only a missing record reads as "no record". Wrong credentials, an unreachable endpoint or
     a missing bucket raise :class:`~prefect_assets.errors.AssetsError` (one line, exit 2 from
     the CLI): an unreadable store must never look like assets that were never materialized.
     """
 
-    def __init__(self, fs: AbstractFileSystem, root: str, redact: Redactor | None = None, where: str = "") -> None:
+    def __init__(
+        self,
+        fs: AbstractFileSystem,
+        root: str,
+        redact: Redactor | None = None,
+        where: str = "",
+        work_dir: str | None = None,
+    ) -> None:
         self.fs = fs
         self.root = root.rstrip("/")
         self.redact = redact or Redactor()
         self.where = where
+        self.work_dir = (work_dir or f"{self.root}/.work").rstrip("/")
 
     def __repr__(self) -> str:
         return f"RecordStore({self.redact.uri(self.fs.unstrip_protocol(self.root))!r})"
 
     def path(self, key: AssetKey, partition: str | None = None) -> str:
         """Where the record of ``key`` (and ``partition``) lives."""
-        base = "/".join((self.root, *key.parts))
-        if partition is None:
-            return base + ".json"
-        return f"{base}/{check_partition_key(partition)}.json"
+        return f"{self.root}/{stem(key, partition)}.json"
+
+    def tmp_dir(self, area: str, key: AssetKey, partition: str | None = None) -> str:
+        """The folder for temporary files of ``key``'s ``area`` (``data``, ``records``, ``pending``)."""
+        return f"{self.work_dir}/tmp/{area}/{stem(key, partition)}".rpartition("/")[0]
+
+    def lock(self, key: AssetKey, partition: str | None = None) -> AssetLock:
+        """The lock that every store of ``key`` (and ``partition``) holds."""
+        what = f"asset '{key}'" + (f" partition '{partition}'" if partition is not None else "")
+        return self.lock_at(stem(key, partition), what)
+
+    def lock_at(self, relative: str, what: str | None = None) -> AssetLock:
+        """The lock of the asset (partition) at ``relative`` (``raw/orders``, see :func:`stem`)."""
+        return asset_lock(self.fs, f"{self.work_dir}/locks/{relative}.lock", what or f"asset '{relative}'", self._error)
+
+    def _pending_path(self, key: AssetKey, partition: str | None) -> str:
+        return f"{self.work_dir}/pending/{stem(key, partition)}.json"
+
+    def write_pending(self, key: AssetKey, partition: str | None, data: bytes) -> None:
+        """Write the pending record of a store in flight (durably, before anything is published)."""
+        path = self._pending_path(key, partition)
+        try:
+            write_atomic(self.fs, path, data, tmp_dir=self.tmp_dir("pending", key, partition))
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            raise self._error(exc, "writing the pending record", path) from None
+
+    def read_pending(self, key: AssetKey, partition: str | None) -> bytes | None:
+        """The pending record of ``key`` (and ``partition``), or None."""
+        path = self._pending_path(key, partition)
+        try:
+            return self.fs.cat_file(path, **_WHOLE_FILE)
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            error = self._error(exc, "reading the pending record", path)
+            if isinstance(error, FileNotFoundError):
+                return None
+            raise error from None
+
+    def delete_pending(self, key: AssetKey, partition: str | None) -> None:
+        """Remove the pending record; a missing one is fine."""
+        path = self._pending_path(key, partition)
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            raise self._error(exc, "deleting the pending record", path) from None
+
+    def list_pending(self) -> list[tuple[AssetKey, str | None]]:
+        """The assets (partitions) with a pending record: stores in flight, or interrupted.
+
+        One listing; pending records are written atomically, so each names its asset.
+        """
+        root = f"{self.work_dir}/pending"
+        try:
+            self.fs.invalidate_cache(root)
+            paths = self.fs.find(root)
+        except FileNotFoundError:
+            return []
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            raise self._error(exc, "listing pending records under", root) from None
+        found = []
+        for path in paths:
+            if not path.endswith(".json"):
+                continue
+            try:
+                raw = json.loads(self.fs.cat_file(path))
+                found.append((AssetKey.parse(raw["key"]), raw.get("partition")))
+            except FileNotFoundError:
+                continue  # its store finished meanwhile
+            except (ValueError, KeyError, TypeError, AssetsError):
+                continue  # not ours to settle
+        return found
+
+    def clean_temporaries(self, key: AssetKey, partition: str | None = None) -> None:
+        """Remove temporary files that killed writers left for ``key``'s records.
+
+        Only safe while holding the asset's lock: then no live writer has any.
+        """
+        for area in ("records", "pending"):
+            remove_temporaries(self.fs, self.tmp_dir(area, key, partition), f"{stem(key, partition).rpartition('/')[2]}.json")
+        # Records written before temporary files moved under the work directory.
+        legacy_dir, _, name = self.path(key, partition).rpartition("/")
+        remove_temporaries(self.fs, legacy_dir, name, legacy=True)
 
     def check_writable(self) -> None:
         """Raise :class:`AssetsError` if records cannot be written to a local store (writes nothing)."""
@@ -152,9 +253,10 @@ class RecordStore:
 
     def write(self, record: MaterializationRecord) -> None:
         """Store ``record`` atomically, replacing the previous one for its key and partition."""
-        path = self.path(AssetKey.parse(record.key), record.partition)
+        key = AssetKey.parse(record.key)
+        path = self.path(key, record.partition)
         try:
-            write_atomic(self.fs, path, record.to_json())
+            write_atomic(self.fs, path, record.to_json(), tmp_dir=self.tmp_dir("records", key, record.partition))
         except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
             raise self._error(exc, "writing the record", path) from None
 
@@ -231,6 +333,12 @@ class RecordStore:
             raise AssetsError(
                 f"{uri} is not a valid materialization record ({e}); delete it and re-materialize the asset"
             ) from None
+
+
+def stem(key: AssetKey, partition: str | None = None) -> str:
+    """``key`` (and ``partition``) as a relative path without extension: ``raw/orders/2026-01-05``."""
+    base = "/".join(key.parts)
+    return base if partition is None else f"{base}/{check_partition_key(partition)}"
 
 
 def _plain(value: Any) -> Any:

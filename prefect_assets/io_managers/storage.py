@@ -3,17 +3,19 @@
 A reader must never see half a file, and a failure mid-write must leave the previous version
 intact. How to get there depends on the backend, so :func:`open_atomic` picks a writer with
 *write-then-commit* semantics (the shape of fsspec's ``Transaction``: nothing is visible until
-:meth:`AtomicWriter.commit`; :meth:`AtomicWriter.discard` leaves no trace):
+:meth:`AtomicWriter.commit`; :meth:`AtomicWriter.discard` leaves no trace). Commit is two steps,
+:meth:`~AtomicWriter.seal` then :meth:`~AtomicWriter.publish`, so that a caller can record its
+intent between them (see :mod:`~prefect_assets.io_managers.commit`):
 
 ================= ==================================================================
-local disk        a temporary file in the same directory, ``fsync``, then
-                  ``os.replace`` onto the final name (a rename within one directory is
-                  atomic on POSIX and Windows).
+local disk        a temporary file (in ``tmp_dir`` when given, else beside the target;
+                  the same filesystem either way), ``fsync``, then ``os.replace`` onto
+                  the final name (a rename within one filesystem is atomic).
 object stores     S3, GCS, Azure, memory: an object becomes visible only once its upload
                   completes. Small payloads go up in one ``pipe_file`` (a single PUT);
                   large ones on S3 stream as a multipart upload that is completed on
                   commit and aborted on discard.
-anything else     SFTP, HDFS, SMB, ``dir::``...: a temporary sibling, then ``fs.mv`` onto
+anything else     SFTP, HDFS, SMB, ``dir::``...: a temporary file, then ``fs.mv`` onto
                   the final name, which is as atomic as the backend's rename.
 ================= ==================================================================
 
@@ -47,7 +49,9 @@ from __future__ import annotations
 import abc
 import contextlib
 import errno
+import mmap
 import os
+import re
 import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -116,12 +120,27 @@ class AtomicWriter(abc.ABC):
     def write(self, data: BytesLike) -> int:
         """Append ``data``; returns its length."""
 
-    @abc.abstractmethod
-    def commit(self) -> None:
-        """Publish everything written under :attr:`path`, replacing what was there.
+    def seal(self) -> Identity:
+        """Finish writing, without publishing; afterwards only :meth:`publish` or :meth:`discard`.
 
+        Returns what identifies the file once published, when that is known before publishing
+        (the local writer's file keeps its inode and modification time through the rename).
         If it raises, nothing was published and the temporary state is cleaned up.
         """
+        return None
+
+    @abc.abstractmethod
+    def publish(self) -> Identity:
+        """Make what was written visible under :attr:`path`, replacing what was there, in one step.
+
+        Returns what identifies the published file in a listing (:data:`Identity`), or None.
+        If it raises, nothing was published and the temporary state is cleaned up.
+        """
+
+    def commit(self) -> Identity:
+        """:meth:`seal` then :meth:`publish`."""
+        self.seal()
+        return self.publish()
 
     @abc.abstractmethod
     def discard(self) -> None:
@@ -142,29 +161,51 @@ class AtomicWriter(abc.ABC):
         return f"<{type(self).__name__} {self.fs.unstrip_protocol(self.path)}>"
 
 
-def open_atomic(fs: AbstractFileSystem, path: str) -> AtomicWriter:
+def open_atomic(fs: AbstractFileSystem, path: str, tmp_dir: str | None = None) -> AtomicWriter:
     """A write-then-commit file for ``path`` on ``fs``, with the right strategy for the backend.
 
     Args:
         fs: any fsspec filesystem.
         path: the destination, in ``fs``'s own form (a protocol is accepted and stripped).
+        tmp_dir: where a temporary file goes on backends that need one (local disk, rename
+            backends), named :func:`temporary_name`; by default beside the target. It must be on
+            the target's filesystem.
     """
     path = fs._strip_protocol(path)
-    if is_local(fs):
-        return _LocalWriter(fs, path)
     if is_object_store(fs):
         return _ObjectStoreWriter(fs, path)
-    return _RenameWriter(fs, path)
+    parent, _, name = path.rpartition("/")
+    tmp = f"{(tmp_dir or parent).rstrip('/')}/{temporary_name(name)}" if (tmp_dir or parent) else temporary_name(name)
+    writer = _LocalWriter if is_local(fs) else _RenameWriter
+    return writer(fs, path, tmp)
 
 
-def write_atomic(fs: AbstractFileSystem, path: str, data: BytesLike) -> None:
+def temporary_name(name: str) -> str:
+    """The name of a temporary file for a target named ``name``: ``<name>.<32 hex>.tmp``.
+
+    Unique per writer, so concurrent writers of one target never share one; recognisable
+    (:data:`TEMPORARY_NAME`), so leftovers of a killed writer can be found and removed.
+    """
+    return f"{name}.{uuid.uuid4().hex}.tmp"
+
+
+#: Matches :func:`temporary_name`'s names; group 1 is the target's name.
+TEMPORARY_NAME = re.compile(r"^(.+)\.[0-9a-f]{32}\.tmp$")
+
+#: What a published file is known by in a listing: ``{"ino": ..., "mtime": ...}`` on local
+#: disk, ``{"etag": ...}`` on S3, None where nothing cheap identifies it. A file replaced or
+#: rewritten behind our back gets another identity, which a listing shows without reading it.
+Identity = dict[str, Any] | None
+
+
+def write_atomic(fs: AbstractFileSystem, path: str, data: BytesLike, tmp_dir: str | None = None) -> None:
     """Write ``data`` to ``path`` so that readers see the old content or the new, never a mix.
 
     Raises:
         OSError: whatever the backend raises; the previous content is untouched and no
             temporary file is left behind.
     """
-    with open_atomic(fs, path) as f:
+    with open_atomic(fs, path, tmp_dir) as f:
         f.write(data)
 
 
@@ -176,17 +217,14 @@ _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 class _LocalWriter(AtomicWriter):
-    """Temporary file beside the target, fsync, ``os.replace``."""
+    """Temporary file, fsync, ``os.replace``."""
 
-    def __init__(self, fs: AbstractFileSystem, path: str) -> None:
+    def __init__(self, fs: AbstractFileSystem, path: str, tmp: str) -> None:
         super().__init__(fs, path)
-        directory, name = os.path.split(path)
-        os.makedirs(directory or ".", exist_ok=True)
-        # Same directory as the target: os.replace is only atomic within one filesystem, and a
-        # dot-name keeps the temporary out of casual listings. The uuid lets concurrent writers
-        # of the same path (two runs of one asset) each have their own; the last rename wins.
-        self.tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
-        self._file = open(self.tmp, "wb")  # noqa: SIM115 - open until commit() or discard()
+        self.tmp = tmp
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
+        self._file = open(tmp, "wb")  # noqa: SIM115 - open until publish() or discard()
         self._unsynced = 0
 
     def write(self, data: BytesLike) -> int:
@@ -198,17 +236,28 @@ class _LocalWriter(AtomicWriter):
             self._unsynced = 0
         return n
 
-    def commit(self) -> None:
+    def seal(self) -> Identity:
         try:
             self._file.flush()
             # Without fsync a power loss can persist the rename before the data, leaving an
             # empty file where the previous version was.
             os.fsync(self._file.fileno())
+            stat = os.fstat(self._file.fileno())
             self._file.close()
+        except BaseException:
+            self.discard()
+            raise
+        return local_identity(stat)
+
+    def publish(self) -> Identity:
+        if not self._file.closed:
+            self.seal()
+        try:
             os.replace(self.tmp, self.path)
         except BaseException:
             self.discard()
             raise
+        return local_identity(os.stat(self.path))
 
     def discard(self) -> None:
         with contextlib.suppress(Exception):
@@ -246,21 +295,30 @@ class _ObjectStoreWriter(AtomicWriter):
                 self._upload.write(chunk)
         return n
 
-    def commit(self) -> None:
+    def publish(self) -> Identity:
         try:
             if self._upload is not None:
                 self._upload.close()
                 self._upload.commit()
                 self._upload = None
+                response = None
             else:
                 data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
                 if not isinstance(data, bytes):
                     data = bytes(data)  # aiobotocore only sends real bytes
                 self._pending = []
-                self.fs.pipe_file(self.path, data)
+                response = self.fs.pipe_file(self.path, data)
         except BaseException:
             self.discard()
             raise
+        if not protocols(self.fs) & MULTIPART_PROTOCOLS:
+            return None
+        # S3 answers a PUT with the object's ETag; a completed multipart upload is asked once.
+        etag = response.get("ETag") if isinstance(response, dict) else None
+        if etag is None:
+            with contextlib.suppress(Exception):
+                etag = self.fs.info(self.path).get("ETag")
+        return {"etag": etag.strip('"')} if etag else None
 
     def discard(self) -> None:
         self._pending = []
@@ -277,33 +335,56 @@ class _ObjectStoreWriter(AtomicWriter):
 
 
 class _RenameWriter(AtomicWriter):
-    """Temporary sibling, then ``fs.mv`` onto the target: as atomic as the backend's rename."""
+    """Temporary file, then ``fs.mv`` onto the target: as atomic as the backend's rename."""
 
-    def __init__(self, fs: AbstractFileSystem, path: str) -> None:
+    def __init__(self, fs: AbstractFileSystem, path: str, tmp: str) -> None:
         super().__init__(fs, path)
-        parent, _, name = path.rpartition("/")
-        self.tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}" if parent else f".{name}.tmp-{uuid.uuid4().hex}"
-        if parent:
-            fs.makedirs(parent, exist_ok=True)
+        self.tmp = tmp
+        for folder in (path.rpartition("/")[0], tmp.rpartition("/")[0]):
+            if folder:
+                fs.makedirs(folder, exist_ok=True)
         self._file = fs.open(self.tmp, "wb")
 
     def write(self, data: BytesLike) -> int:
         self._file.write(data)
         return memoryview(data).nbytes
 
-    def commit(self) -> None:
+    def seal(self) -> Identity:
         try:
             self._file.close()
+        except BaseException:
+            self.discard()
+            raise
+        return None
+
+    def publish(self) -> Identity:
+        try:
+            if not self._file.closed:
+                self._file.close()
             self.fs.mv(self.tmp, self.path)
         except BaseException:
             self.discard()
             raise
+        return None
 
     def discard(self) -> None:
         with contextlib.suppress(Exception):
             self._file.close()  # publishes the temporary name only, removed next
         with contextlib.suppress(Exception):
             self.fs.rm_file(self.tmp)
+
+
+def local_identity(stat: os.stat_result) -> Identity:
+    """A local file's :data:`Identity`: its inode and modification time (a rename keeps both)."""
+    return {"ino": stat.st_ino, "mtime": stat.st_mtime}
+
+
+def listed_identity(info: dict[str, Any]) -> Identity:
+    """The :data:`Identity` of a file as ``fs.info`` or ``fs.find(detail=True)`` describe it."""
+    if "ino" in info and "mtime" in info:
+        return {"ino": info["ino"], "mtime": info["mtime"]}
+    etag = info.get("ETag")
+    return {"etag": etag.strip('"')} if etag else None
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -348,12 +429,26 @@ def read_all(fs: AbstractFileSystem, path: str, size: int | None = None) -> Any:
 
 
 def _read_local(path: str) -> Any:
+    return read_local(path)[0]
+
+
+def read_local(path: str) -> tuple[Any, Identity]:
+    """A local file's content, zero-copy, and the :data:`Identity` of the very file it came from.
+
+    Memory-mapped: no copy into Python memory, and Parquet decodes straight from the page
+    cache. The identity comes from the open file, not the path, so a concurrent ``os.replace``
+    of the path can neither change what is read nor make it look like another file.
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
     import pyarrow as pa
 
-    if os.path.getsize(path) == 0:
-        return b""  # an empty file cannot be memory-mapped
-    # Memory-mapped: no copy into Python memory, and Parquet decodes straight from the page
-    # cache. The mapping holds the inode, so a concurrent os.replace of the path cannot change
-    # what we read.
-    with pa.memory_map(path) as source:
-        return source.read_buffer()
+    with open(path, "rb") as f:
+        stat = os.fstat(f.fileno())
+        if stat.st_size == 0:
+            return b"", local_identity(stat)  # an empty file cannot be memory-mapped
+        # The mapping holds the inode, so the content stays that file's even once replaced;
+        # it is unmapped when the last buffer over it is released.
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return pa.py_buffer(mapped), local_identity(stat)
