@@ -87,7 +87,8 @@ def commit_output(
     key, partition = context.key, context.partition_key
     with records.lock(key, partition) as lock:
         settle(io_manager, records, key, partition)
-        io_manager.clean_leftovers(key, partition, writer_died=lock.broke_dead)
+        if lock.broke_dead:  # otherwise the run's start swept what killed writers left
+            io_manager.clean_leftovers(key, partition, writer_died=True)
         staged = io_manager.stage_output(context, value)
         try:
             intended = make_record(staged.stored) if staged.stored is not None else None

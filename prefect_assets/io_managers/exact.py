@@ -10,7 +10,6 @@ failing every asset.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Collection
 from pathlib import Path
@@ -24,9 +23,6 @@ from prefect_assets.io_managers.storage import (
     is_object_store,
     protocols,
 )
-
-#: Temporary files of writers before they moved under ``_prefect_assets/tmp``: ``.<name>.tmp-<hex>``.
-_LEGACY_TEMPORARY_NAME = re.compile(r"^\.(.+)\.tmp-[0-9a-f]{32}$")
 
 
 def local_write_problem(fs: AbstractFileSystem, path: str) -> str | None:
@@ -83,29 +79,24 @@ def remove_exact(fs: AbstractFileSystem, paths: list[str]) -> None:
             pass
 
 
-def remove_temporaries(fs: AbstractFileSystem, folder: str, names: str | Collection[str], legacy: bool = False) -> int:
+def remove_temporaries(fs: AbstractFileSystem, folder: str, names: str | Collection[str]) -> int:
     """Delete the temporary files in ``folder`` of the targets named ``names``; returns how many.
 
     Temporary files are named after their target (see
     :func:`~prefect_assets.io_managers.storage.temporary_name`), so exactly those of the given
     targets are matched, never another asset's. Only call it while no live writer of those
     targets can exist (holding the asset's lock). Object stores have no temporary files.
-
-    Args:
-        legacy: match the names writers used beside their targets before temporaries moved
-            under ``_prefect_assets/tmp`` (``.<name>.tmp-<hex>``).
     """
     if is_object_store(fs):
         return 0
     wanted = {names} if isinstance(names, str) else set(names)
-    pattern = _LEGACY_TEMPORARY_NAME if legacy else TEMPORARY_NAME
     try:
         entries = fs.ls(folder, detail=False)
     except (FileNotFoundError, NotADirectoryError):
         return 0
     doomed = []
     for path in entries:
-        match = pattern.match(path.rpartition("/")[2])
+        match = TEMPORARY_NAME.match(path.rpartition("/")[2])
         if match and match.group(1) in wanted:
             doomed.append(path)
     for path in doomed:

@@ -310,15 +310,13 @@ class FsspecIOManager(IOManager):
         return self._hash_of(path, record.bytes) == record.data_version
 
     def clean_leftovers(self, key: AssetKey, partition_key: str | None = None, writer_died: bool = False) -> None:
-        """Remove the temporary files killed writers left for ``key``; after a writer died
-        holding the lock on S3, abort its unfinished multipart uploads too."""
+        """Remove the temporary files killed writers left for ``key``; on S3 abort its unfinished
+        multipart uploads too. The caller holds the asset's lock."""
         names = [self.relative_path(key, partition_key, fmt).rpartition("/")[2] for fmt in FORMATS.values()]
         try:
             remove_temporaries(self._fs, self._records.tmp_dir("data", key, partition_key), names)
-            remove_temporaries(self._fs, self.path(key, partition_key, PICKLE).rpartition("/")[0], names, legacy=True)
             self._records.clean_temporaries(key, partition_key)
-            if writer_died:
-                abort_uploads(self._fs, [self.path(key, partition_key, fmt) for fmt in FORMATS.values()])
+            abort_uploads(self._fs, [self.path(key, partition_key, fmt) for fmt in FORMATS.values()])
         except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
             raise self._error(exc, "cleaning up after an interrupted run under", self._root) from None
 
@@ -453,7 +451,7 @@ class FsspecIOManager(IOManager):
             self._remove([self.path(key, partition_key, fmt) for fmt in FORMATS.values()])
             self._records.delete(key, partition_key)
             self._records.delete_pending(key, partition_key)
-            self.clean_leftovers(key, partition_key, writer_died=True)
+            self.clean_leftovers(key, partition_key)
 
     def _check_pickle(self, key: AssetKey, fmt: Format) -> None:
         if fmt is PICKLE and not self.allow_pickle:

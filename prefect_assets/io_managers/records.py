@@ -177,10 +177,16 @@ class RecordStore:
         return f"{self.work_dir}/pending/{stem(key, partition)}.json"
 
     def write_pending(self, key: AssetKey, partition: str | None, data: bytes) -> None:
-        """Write the pending record of a store in flight (durably, before anything is published)."""
+        """Write the pending record of a store in flight, before anything is published.
+
+        Not fsync'ed: a killed process loses nothing from the page cache, and after a power
+        loss that drops it, the new data under the old record is still caught (by its file
+        identity in ``status``, its hash on load) and re-run by ``--stale``; one fsync per
+        asset is not worth turning that into a roll-forward.
+        """
         path = self._pending_path(key, partition)
         try:
-            write_atomic(self.fs, path, data, tmp_dir=self.tmp_dir("pending", key, partition))
+            write_atomic(self.fs, path, data, tmp_dir=self.tmp_dir("pending", key, partition), durable=False)
         except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
             raise self._error(exc, "writing the pending record", path) from None
 
@@ -238,9 +244,6 @@ class RecordStore:
         """
         for area in ("records", "pending"):
             remove_temporaries(self.fs, self.tmp_dir(area, key, partition), f"{stem(key, partition).rpartition('/')[2]}.json")
-        # Records written before temporary files moved under the work directory.
-        legacy_dir, _, name = self.path(key, partition).rpartition("/")
-        remove_temporaries(self.fs, legacy_dir, name, legacy=True)
 
     def check_writable(self) -> None:
         """Raise :class:`AssetsError` if records cannot be written to a local store (writes nothing)."""

@@ -198,14 +198,21 @@ TEMPORARY_NAME = re.compile(r"^(.+)\.[0-9a-f]{32}\.tmp$")
 Identity = dict[str, Any] | None
 
 
-def write_atomic(fs: AbstractFileSystem, path: str, data: BytesLike, tmp_dir: str | None = None) -> None:
+def write_atomic(
+    fs: AbstractFileSystem, path: str, data: BytesLike, tmp_dir: str | None = None, durable: bool = True
+) -> None:
     """Write ``data`` to ``path`` so that readers see the old content or the new, never a mix.
+
+    ``durable=False`` skips the local ``fsync``: atomic for readers and against a killed
+    process, but a power loss may leave the old content or none.
 
     Raises:
         OSError: whatever the backend raises; the previous content is untouched and no
             temporary file is left behind.
     """
     with open_atomic(fs, path, tmp_dir) as f:
+        if isinstance(f, _LocalWriter):
+            f.durable = durable
         f.write(data)
 
 
@@ -226,6 +233,7 @@ class _LocalWriter(AtomicWriter):
         os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
         self._file = open(tmp, "wb")  # noqa: SIM115 - open until publish() or discard()
         self._unsynced = 0
+        self.durable = True
 
     def write(self, data: BytesLike) -> int:
         n = self._file.write(data)
@@ -241,7 +249,8 @@ class _LocalWriter(AtomicWriter):
             self._file.flush()
             # Without fsync a power loss can persist the rename before the data, leaving an
             # empty file where the previous version was.
-            os.fsync(self._file.fileno())
+            if self.durable:
+                os.fsync(self._file.fileno())
             stat = os.fstat(self._file.fileno())
             self._file.close()
         except BaseException:
