@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -21,23 +19,9 @@ from prefect_assets.errors import AssetsError
 from prefect_assets.io_managers import FsspecIOManager, InputContext, MaterializationRecord, OutputContext
 from prefect_assets.io_managers.commit import commit_output, settle_interrupted
 from prefect_assets.io_managers.leftovers import sweep
-from tests.s3_faults import FaultyProxy
+from tests.test_s3 import proxy, through  # noqa: F401 - proxy is a fixture
 
 KEY = AssetKey.parse("raw/orders")
-
-
-@pytest.fixture
-def proxy(s3) -> Iterator[FaultyProxy]:
-    faulty = FaultyProxy(urlsplit(s3.endpoint_url).port)
-    yield faulty
-    faulty.close()
-
-
-def through(proxy: FaultyProxy, s3, **more) -> FsspecIOManager:
-    """The bucket through the proxy; botocore does not retry (s3fs itself still does)."""
-    options = {"endpoint_url": proxy.endpoint_url, "key": "testing", "secret": "testing",
-               "config_kwargs": {"retries": {"max_attempts": 1}, **more.pop("config_kwargs", {})}, **more}
-    return FsspecIOManager(f"s3://{s3.bucket}/lake", options)
 
 
 def direct(s3) -> FsspecIOManager:

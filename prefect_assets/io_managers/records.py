@@ -192,24 +192,11 @@ class RecordStore:
 
     def read_pending(self, key: AssetKey, partition: str | None) -> bytes | None:
         """The pending record of ``key`` (and ``partition``), or None."""
-        path = self._pending_path(key, partition)
-        try:
-            return self.fs.cat_file(path, **_WHOLE_FILE)
-        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
-            error = self._error(exc, "reading the pending record", path)
-            if isinstance(error, FileNotFoundError):
-                return None
-            raise error from None
+        return self._read_file(self._pending_path(key, partition), "reading the pending record")
 
     def delete_pending(self, key: AssetKey, partition: str | None) -> None:
         """Remove the pending record; a missing one is fine."""
-        path = self._pending_path(key, partition)
-        try:
-            self.fs.rm_file(path)
-        except FileNotFoundError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
-            raise self._error(exc, "deleting the pending record", path) from None
+        self._remove_file(self._pending_path(key, partition), "deleting the pending record")
 
     def list_pending(self) -> list[tuple[AssetKey, str | None]]:
         """The assets (partitions) with a pending record: stores in flight, or interrupted.
@@ -270,14 +257,8 @@ class RecordStore:
         an unreachable store is never mistaken for "never materialized".
         """
         path = self.path(key, partition)
-        try:
-            data = self.fs.cat_file(path, **_WHOLE_FILE)
-        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
-            error = self._error(exc, "reading the record", path)
-            if isinstance(error, FileNotFoundError):
-                return None
-            raise error from None
-        return self._parse(path, data)
+        data = self._read_file(path, "reading the record")
+        return None if data is None else self._parse(path, data)
 
     def read_many(
         self, keys: Iterable[AssetKey], partition: str | None = None
@@ -317,13 +298,26 @@ class RecordStore:
 
     def delete(self, key: AssetKey, partition: str | None = None) -> None:
         """Remove the record of ``key`` (and ``partition``); a missing record is not an error."""
-        path = self.path(key, partition)
+        self._remove_file(self.path(key, partition), "deleting the record")
+
+    def _read_file(self, path: str, action: str) -> bytes | None:
+        """The content at ``path``, or None if there is no such file; other errors raise, sorted."""
+        try:
+            return self.fs.cat_file(path, **_WHOLE_FILE)
+        except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
+            error = self._error(exc, action, path)
+            if isinstance(error, FileNotFoundError):
+                return None
+            raise error from None
+
+    def _remove_file(self, path: str, action: str) -> None:
+        """Delete ``path``; a missing file is fine, other errors raise, sorted."""
         try:
             self.fs.rm_file(path)
         except FileNotFoundError:
             pass
         except Exception as exc:  # noqa: BLE001 - sorted and redacted by storage_error
-            raise self._error(exc, "deleting the record", path) from None
+            raise self._error(exc, action, path) from None
 
     def _error(self, exc: BaseException, action: str, path: str) -> BaseException:
         return storage_error(exc, action, self.fs.unstrip_protocol(path), self.redact, self.where)
