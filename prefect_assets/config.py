@@ -108,11 +108,15 @@ def load_project(start: str | Path | None = None) -> Project:
     """Find, read, expand and validate the project configuration."""
     file = find_project_file(start)
     try:
-        raw = yaml.safe_load(file.read_text())
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise AssetsError(f"{file}: byte {exc.start} is not UTF-8 ({exc.reason}); save the file as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise AssetsError(f"{file}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        raise _yaml_error(file, text, exc) from None
+    except RecursionError:
+        raise AssetsError(f"{file}: {_TOO_DEEP}") from None
     if raw is None:
         # Not "all defaults": modules would default to 'assets' and fail with a puzzling import error.
         raise AssetsError(
@@ -129,7 +133,10 @@ def load_project(start: str | Path | None = None) -> Project:
 
 def parse_config(raw: dict[str, Any], source: str = PROJECT_FILE) -> ProjectConfig:
     """Validate a config mapping (already read from YAML); errors name ``source``."""
-    expanded = expand_env(raw, source)
+    try:
+        expanded = expand_env(raw, source)
+    except RecursionError:
+        raise AssetsError(f"{source}: {_TOO_DEEP}") from None
     try:
         return ProjectConfig.model_validate(expanded)
     except ValidationError as exc:
@@ -155,22 +162,49 @@ def expand_env(value: Any, source: str, path: str = "") -> Any:
         if found is not None:
             return found
         raise AssetsError(
-            f"{source}: {path}: environment variable {name} is not set; export it or write ${{{name}:-default}}"
+            f"{source}: {_one_line(path)}: environment variable {name} is not set; export it or write ${{{name}:-default}}"
         )
 
     return _ENV_VAR.sub(substitute, value)
 
 
+#: A YAML alias can make a list that holds itself (``&a [*a]``), which no walk of the tree ends.
+_TOO_DEEP = "a value is nested too deeply or holds itself (an alias such as '&a [*a]'); write it out flat"
+
+
+def _yaml_error(file: Path, text: str, exc: yaml.YAMLError) -> AssetsError:
+    """PyYAML's error as one line: its own text puts the place on a second line."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        # The reader rejects a character before parsing starts: no mark, only an offset.
+        where = f" line {text.count(chr(10), 0, exc.position) + 1}"
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        problem = f"{exc.reason}: U+{code:04X}"
+    else:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    return AssetsError(f"{file}:{where} is not valid YAML ({problem}); fix the syntax")
+
+
 def _describe(error: dict[str, Any]) -> str:
-    loc = ".".join(str(part) for part in error["loc"])
+    loc = _one_line(".".join(str(part) for part in error["loc"]))
     if error["type"] == "extra_forbidden":
         parent_loc, name = error["loc"][:-1], str(error["loc"][-1])
         known = _known_fields(parent_loc)
         return f"unknown key '{loc}'{did_you_mean(name, known)}; remove it or fix its spelling"
-    if "storage_options" in error["loc"]:
-        # The value may be a credential (or hold one): name the place, never echo the input.
+    if "storage_options" in error["loc"] or "storage_options" in repr(error.get("input")):
+        # The value may be a credential (or hold one, e.g. a list of IO managers given where a
+        # mapping belongs): name the place, never echo the input.
         return f"{loc}: {error['msg']}; fix this value"
     return f"{loc}: {error['msg']} (got {error.get('input')!r}); fix this value"
+
+
+def _one_line(path: str) -> str:
+    """A key path as written, with line breaks and other control characters escaped.
+
+    Keys come from the file, and a quoted YAML key may hold a newline; the error stays one line.
+    """
+    return path if path.isprintable() else repr(path)[1:-1]
 
 
 def _known_fields(loc: tuple[Any, ...]) -> list[str]:

@@ -8,13 +8,14 @@ storage path all derive from that tuple.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
 
 from prefect_assets.errors import AssetsError
 
-_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 
 
 @dataclass(frozen=True, order=True)
@@ -33,7 +34,8 @@ class AssetKey:
         if not self.parts:
             raise AssetsError("an asset key needs at least one part")
         for part in self.parts:
-            if not isinstance(part, str) or not _PART.match(part):
+            # fullmatch: `$` would also match before a trailing newline, letting "a\n" through
+            if not isinstance(part, str) or not _PART.fullmatch(part):
                 raise AssetsError(
                     f"asset key part {part!r} is not valid: use letters, digits, '_' and '-', "
                     "starting with a letter or '_'"
@@ -46,7 +48,13 @@ class AssetKey:
             return value
         if isinstance(value, str):
             return cls(tuple(value.strip("/").split("/")))
-        return cls(tuple(value))
+        try:
+            parts = tuple(value)
+        except TypeError:  # e.g. deps=[3]: a user mistake, not a bug
+            raise AssetsError(
+                f"asset key {value!r} is not valid: write it as 'a/b' or a sequence of parts like ('a', 'b')"
+            ) from None
+        return cls(parts)
 
     @property
     def name(self) -> str:
@@ -77,8 +85,9 @@ def check_partition_key(value: object) -> str:
     """Return ``value`` if it can name a partition's file; raise :class:`AssetsError` otherwise.
 
     A partition key becomes one path segment (``<key>/<partition>.<ext>``), so it must not be
-    empty, contain ``..``, ``/``, ``\\``, glob characters or control characters (NUL included),
-    or start or end with a space.
+    empty, contain ``..``, ``/``, ``\\``, glob characters, control characters (NUL included) or
+    lone surrogates (undecodable bytes from the command line, which no UTF-8 name can hold), or
+    start or end with a space.
 
     >>> check_partition_key("2026-01-05")
     '2026-01-05'
@@ -93,8 +102,10 @@ def check_partition_key(value: object) -> str:
         problem = "it is '.'" if value == "." else "it contains '..'"
     elif any(c in _PARTITION_FORBIDDEN for c in value):
         problem = "it contains " + " or ".join(repr(c) for c in sorted(set(value) & _PARTITION_FORBIDDEN))
-    elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+    elif any(unicodedata.category(c) == "Cc" for c in value):
         problem = "it contains a control character"
+    elif any(unicodedata.category(c) == "Cs" for c in value):
+        problem = "it contains a lone surrogate (bytes that were not UTF-8)"
     elif value != value.strip():
         problem = "it starts or ends with a space"
     if problem:

@@ -22,7 +22,7 @@ from prefect_assets.assets.graph import AssetGraph
 from prefect_assets.assets.keys import AssetKey
 from prefect_assets.errors import AssetsError, did_you_mean
 
-_TERM = re.compile(r"^(?:(?P<up>\d*)\+)?(?P<core>[^+]+?)(?:\+(?P<down>\d*))?$")
+_TERM = re.compile(r"^(?:(?P<up>\d*)\+)?(?P<core>[^+]+?)(?:\+(?P<down>\d*))?$", re.ASCII)
 
 
 def upstream(graph: AssetGraph, keys: Iterable[AssetKey], depth: int | None = None) -> set[AssetKey]:
@@ -79,13 +79,25 @@ def select(graph: AssetGraph, expression: str | None) -> list[AssetKey]:
         core = match["core"].strip()
         keys = _evaluate_core(graph, core, unknown)
         if match["up"] is not None:
-            keys = upstream(graph, keys, int(match["up"]) if match["up"] else None)
+            keys = upstream(graph, keys, _depth(match["up"]))
         if match["down"] is not None:
-            keys = downstream(graph, keys, int(match["down"]) if match["down"] else None) | keys
+            keys = downstream(graph, keys, _depth(match["down"])) | keys
         selected |= keys
     if unknown:
         raise AssetsError(f"selection {expression!r}: " + "; ".join(unknown))
     return graph.toposort(selected)
+
+
+def _depth(digits: str) -> int | None:
+    """The levels written beside a ``+`` (``None``: all of them).
+
+    More levels than a graph could have assets is the same as all levels; such a depth is
+    not converted, because ``int()`` refuses strings of more than 4300 digits.
+    """
+    if not digits:
+        return None
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= 9 else None
 
 
 def _evaluate_core(graph: AssetGraph, core: str, unknown: list[str]) -> set[AssetKey]:
@@ -96,23 +108,23 @@ def _evaluate_core(graph: AssetGraph, core: str, unknown: list[str]) -> set[Asse
         found = by_group(graph, group)
         if not found:
             groups = {n.definition.group for n in graph.nodes.values()}
-            unknown.append(f"no group '{group}'{did_you_mean(group, groups)}")
+            unknown.append(f"no group {group!r}{did_you_mean(group, groups)}")
         return found
     if core.startswith("tag:"):
         name, _, value = core[len("tag:"):].partition("=")
         found = by_tag(graph, name, value or None)
         if not found:
             tags = {f"{k}={v}" for n in graph.nodes.values() for k, v in n.definition.tags.items()}
-            unknown.append(f"no asset tagged '{core[4:]}'{did_you_mean(core[4:], tags)}")
+            unknown.append(f"no asset tagged {core[4:]!r}{did_you_mean(core[4:], tags)}")
         return found
     key = graph.find(core)
     if key is None:
         same_name = sorted(str(k) for k in graph.nodes if k.name == core)
         if len(same_name) > 1:
-            unknown.append(f"'{core}' matches several assets ({', '.join(same_name)}); write the full key")
+            unknown.append(f"{core!r} matches several assets ({', '.join(same_name)}); write the full key")
             return set()
         names = [str(k) for k in graph.nodes] + [k.name for k in graph.nodes]
-        unknown.append(f"no asset '{core}'{did_you_mean(core, names)}")
+        unknown.append(f"no asset {core!r}{did_you_mean(core, names)}")
         return set()
     return {key}
 
