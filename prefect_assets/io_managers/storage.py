@@ -15,7 +15,7 @@ object stores     S3, GCS, Azure, memory: an object becomes visible only once it
                   completes. Small payloads go up in one ``pipe_file`` (a single PUT);
                   large ones on S3 stream as a multipart upload that is completed on
                   commit and aborted on discard.
-anything else     SFTP, HDFS, SMB, ``dir::``...: a temporary file, then ``fs.mv`` onto
+anything else     SFTP, HDFS, SMB...: a temporary file, then ``fs.mv`` onto
                   the final name, which is as atomic as the backend's rename.
 ================= ==================================================================
 
