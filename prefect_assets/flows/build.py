@@ -6,6 +6,10 @@ any asset failed returns a Failed state, so Prefect shows the flow run Failed, n
 
 ``materialize`` runs the same body as an ``async`` flow, which returns up to a second sooner
 (see ``build_flow``'s ``asynchronous``); ``Definitions.to_flow`` hands out the sync flow.
+
+A killed ``materialize`` leaves nothing behind: the embedded server it starts dies with it
+(:mod:`.embedded_server`), and its flow run, tagged with the process that runs it, is marked
+``Crashed`` by the next ``materialize`` on the same machine (:mod:`.killed_runs`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
-from prefect import Flow
+from prefect import Flow, tags
 from prefect.artifacts import create_table_artifact
 from prefect.context import SyncClientContext
 from prefect.states import Failed, State
@@ -26,7 +30,13 @@ from prefect_assets.assets.decorator import AssetDefinition
 from prefect_assets.definitions import Definitions
 from prefect_assets.flows.api import require_reachable_api
 from prefect_assets.flows.concurrency import prepare_concurrency_limits
+from prefect_assets.flows.embedded_server import start_embedded_server
 from prefect_assets.flows.engine import EventCallback, RunPlan, execute_plan, plan_run
+from prefect_assets.flows.killed_runs import (
+    crash_runs_of_ended_processes_and_report,
+    owner_tags,
+    without_owner_tags,
+)
 from prefect_assets.flows.local_dask import local_cluster_started_early
 from prefect_assets.flows.results import MaterializeResult
 from prefect_assets.flows.runners import (
@@ -132,10 +142,11 @@ def materialize(
     flow = build_flow(defs, select, results=results, asynchronous=True, **options)
     require_reachable_api()
     runner_config = override_runner(defs.runner, options.get("runner"), options.get("max_workers"))
-    # Before the ephemeral server's start-up in api_shared_with_workers, so the forkserver's
-    # imports overlap it.
+    # Before the embedded server's start-up, so the forkserver's imports overlap it.
     start_early(runner_config)
-    with local_cluster_started_early(runner_config), api_shared_with_workers(runner_config):
+    start_embedded_server()  # if used: the one Prefect would start, stopped if we are killed
+    crash_runs_of_ended_processes_and_report()
+    with local_cluster_started_early(runner_config), api_shared_with_workers(runner_config), tags(*owner_tags()):
         state: State = _run_to_completion(flow(return_state=True))
     if not results:  # the flow failed before our body finished: surface Prefect's own error
         state.result()
@@ -173,9 +184,9 @@ def _in_sync_client_context(body: Callable[[], Any]) -> Any:
 
     A sync flow's engine opens one for its whole run; an async flow's engine opens only an async
     one, so without this every asset's task run (on threads) created an API client of its own,
-    with a new SSL context and connection pool.
+    with a new SSL context and connection pool. The flow run's owner tags stay off its task runs.
     """
-    with SyncClientContext.get_or_create():
+    with SyncClientContext.get_or_create(), without_owner_tags():
         return body()
 
 
