@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import random
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.crash_harness import Tally, check, cli, kill_once, leftovers, make_project, manager, status_lines  # noqa: E402
+from tests.crash_harness import cli, kill_series, leftovers, make_project, manager, status_lines  # noqa: E402
 from tests.prefect_server_process import healthy, start_process, stop_process, tail  # noqa: E402
 
 WINDOW = {"local": 2.0, "s3": 4.0}
@@ -58,7 +57,7 @@ def _prefect_server(home: Path):
     return server, api_url
 
 
-def _s3_backend(work: Path):
+def _s3_backend():
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -76,43 +75,29 @@ def _s3_backend(work: Path):
 def run_backend(name: str, kills: int, api_url: str, work: Path, seed: int) -> dict:
     moto = None
     if name == "s3":
-        moto, base, options = _s3_backend(work)
+        moto, base, options = _s3_backend()
         project = make_project(work / name, base, options)
         io = manager(base, options)
     else:
         project = make_project(work / name, "./data")
         io = manager(str(project / "data"))
-        options = None
     env = {"PREFECT_API_URL": api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     try:
-        first = cli(project, "materialize", env=env)
-        first.communicate(timeout=600)
-        rng = random.Random(seed)
-        tally = Tally()
-        inconsistent = 0
-        left_by_kills = 0
         started = time.monotonic()
-        runs = 0
-        while tally.kills < kills:  # a random kill can come after the run already finished: not counted
-            runs += 1
-            kill_once(project, env, at_publish=runs % 2 == 0, rng=rng, window=WINDOW[name], tally=tally)
-            left_by_kills += len(leftovers(io))
-            problems = check(io, tally)
-            inconsistent += len(problems)
-            for problem in problems:
-                print(f"  run {runs}: {problem}", flush=True)
-            if runs % 20 == 0:
-                print(f"  {name}: {runs} runs, {tally.kills} kills, {inconsistent} inconsistent", flush=True)
+        tally = kill_series(project, io, env, kills, WINDOW[name], seed, progress=lambda t: print(
+            f"  {name}: {t.runs} runs, {t.kills} kills, {len(t.problems)} problems", flush=True))
+        for problem in tally.problems:
+            print(f"  {problem}", flush=True)
         final = cli(project, "materialize", "--stale", env=env)
         final_output = final.communicate(timeout=600)[0]
         statuses = status_lines(project, env)
         remaining = leftovers(io)
         return {
-            "backend": name, "runs": runs, "kills": tally.kills,
+            "backend": name, "runs": tally.runs, "kills": tally.kills,
             "finished before the kill": tally.finished_before_the_kill,
             "settled (rolled forward or back)": tally.settled_pending,
-            "inconsistent assets": inconsistent,
-            "leftovers seen right after kills": left_by_kills,
+            "inconsistent assets": len(tally.problems),
+            "leftovers seen right after kills": tally.leftovers_right_after_kills,
             "--stale exit": final.returncode,
             "statuses after --stale": statuses,
             "leftovers after the next run": len(remaining),

@@ -93,9 +93,11 @@ def make_project(folder: Path, base_uri: str, storage_options: dict | None = Non
 class Tally:
     """What a series of kills did."""
 
+    runs: int = 0
     kills: int = 0
     finished_before_the_kill: int = 0
     settled_pending: int = 0
+    leftovers_right_after_kills: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -138,6 +140,29 @@ def kill_once(project: Path, env: dict, at_publish: bool, rng: random.Random, wi
     else:
         tally.finished_before_the_kill += 1
     child.communicate(timeout=60)
+
+
+def kill_series(project: Path, io: FsspecIOManager, env: dict, kills: int, window: float, seed: int,
+                progress=None) -> Tally:
+    """Materialize once (a previous version to keep), then kill runs until ``kills`` kills landed,
+    alternating a random instant and the instant of publishing; check after each (:func:`check`).
+
+    Every problem found goes to :attr:`Tally.problems` as ``run N: ...``.
+    """
+    first = cli(project, "materialize", env=env)
+    output = first.communicate(timeout=600)[0]
+    if first.returncode != 0:
+        raise AssertionError(f"the first run failed:\n{output}")
+    rng = random.Random(seed)
+    tally = Tally()
+    while tally.kills < kills:  # a random kill can come after the run finished: not counted
+        tally.runs += 1
+        kill_once(project, env, at_publish=tally.runs % 2 == 0, rng=rng, window=window, tally=tally)
+        tally.leftovers_right_after_kills += len(leftovers(io))
+        tally.problems += [f"run {tally.runs}: {problem}" for problem in check(io, tally)]
+        if progress is not None and tally.runs % 20 == 0:
+            progress(tally)
+    return tally
 
 
 def manager(base_uri: str, storage_options: dict | None = None) -> FsspecIOManager:

@@ -8,28 +8,14 @@ must complete the work and nothing a killed writer left may remain.
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from tests.crash_harness import check, cli, kill_once, leftovers, make_project, manager, status_lines, Tally
+from tests.crash_harness import Tally, check, cli, kill_series, leftovers, make_project, manager, status_lines
 
 pytestmark = pytest.mark.prefect
 
-#: Kills per backend in CI: half at a random instant, half the instant big's file is published.
+#: Kills per backend in CI, alternating a random instant and the instant big's file is published.
 KILLS = {"local": 12, "s3": 10}
-
-
-def _series(project, io, env, kills: int, window: float) -> Tally:
-    first = cli(project, "materialize", env=env)
-    assert first.communicate(timeout=300)[0] and first.returncode == 0  # a previous version to keep
-    rng = random.Random(17)
-    tally = Tally()
-    for i in range(kills):
-        kill_once(project, env, at_publish=bool(i % 2), rng=rng, window=window, tally=tally)
-        problems = check(io, tally)
-        assert not problems, f"after kill {i + 1}: {problems}"
-    return tally
 
 
 def _completes_the_work(project, io, env) -> None:
@@ -45,11 +31,11 @@ def test_killed_runs_on_local_disk_leave_every_asset_consistent(tmp_path, prefec
     project = make_project(tmp_path / "crash", "./data")
     io = manager(str(project / "data"))
     env = {"PREFECT_API_URL": prefect_server}
-    tally = _series(project, io, env, KILLS["local"], window=2.0)
-    assert tally.kills >= KILLS["local"] // 2 + 1, tally
-    # Half the kills came between publishing big's file and writing its record: each left a
-    # pending record that the next reader settled by rolling forward.
-    assert tally.settled_pending >= KILLS["local"] // 2, tally
+    tally = kill_series(project, io, env, KILLS["local"], window=2.0, seed=17)
+    assert tally.problems == [] and tally.kills == KILLS["local"], tally
+    # Every other run died between publishing big's file and writing its record: each left a
+    # pending record that the next reader settled by rolling it forward.
+    assert tally.settled_pending >= tally.runs // 2, tally
     _completes_the_work(project, io, env)
 
 
@@ -61,7 +47,7 @@ def test_killed_runs_on_s3_leave_every_asset_consistent(tmp_path, s3, prefect_se
     project = make_project(tmp_path / "crash", base, options)
     io = manager(base, options)
     env = {"PREFECT_API_URL": prefect_server}
-    tally = _series(project, io, env, KILLS["s3"], window=4.0)
-    assert tally.kills >= KILLS["s3"] // 2 + 1, tally
-    assert tally.settled_pending >= KILLS["s3"] // 2, tally
+    tally = kill_series(project, io, env, KILLS["s3"], window=4.0, seed=17)
+    assert tally.problems == [] and tally.kills == KILLS["s3"], tally
+    assert tally.settled_pending >= tally.runs // 2, tally
     _completes_the_work(project, io, env)
