@@ -187,13 +187,11 @@ class IOManager(abc.ABC):
         """
         return None
 
-    def clean_leftovers(self, key: AssetKey, partition_key: str | None = None, writer_died: bool = False) -> None:
+    def clean_leftovers(self, key: AssetKey, partition_key: str | None = None) -> None:
         """Remove what killed writers left behind for ``key`` (temporary files, unfinished uploads).
 
-        Called while holding the asset's lock, so no live writer of it exists.
-
-        Args:
-            writer_died: the lock was taken over from a writer that died holding it.
+        Called while holding the asset's lock, so no live writer of it exists: when the lock was
+        taken over from a writer that died holding it, and when the asset is wiped.
         """
 
     def after_commit(self, context: OutputContext, stored: StoredOutput) -> None:

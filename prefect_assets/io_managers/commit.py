@@ -88,7 +88,7 @@ def commit_output(
     with records.lock(key, partition) as lock:
         settle(io_manager, records, key, partition)
         if lock.broke_dead:  # otherwise the run's start swept what killed writers left
-            io_manager.clean_leftovers(key, partition, writer_died=True)
+            io_manager.clean_leftovers(key, partition)
         staged = io_manager.stage_output(context, value)
         try:
             intended = make_record(staged.stored) if staged.stored is not None else None

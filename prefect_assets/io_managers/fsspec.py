@@ -309,7 +309,7 @@ class FsspecIOManager(IOManager):
             return False
         return self._hash_of(path, record.bytes) == record.data_version
 
-    def clean_leftovers(self, key: AssetKey, partition_key: str | None = None, writer_died: bool = False) -> None:
+    def clean_leftovers(self, key: AssetKey, partition_key: str | None = None) -> None:
         """Remove the temporary files killed writers left for ``key``; on S3 abort its unfinished
         multipart uploads too. The caller holds the asset's lock."""
         names = [self.relative_path(key, partition_key, fmt).rpartition("/")[2] for fmt in FORMATS.values()]
