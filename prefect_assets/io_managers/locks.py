@@ -217,6 +217,7 @@ class _LeaseLock(AssetLock):
 
     def _holder(self) -> tuple[dict[str, Any], str | None] | None:
         """The current lease and its ETag, or None if there is none any more."""
+        self.fs.invalidate_cache(self.path)  # a listing cached earlier would show an old lease
         try:
             info = self.fs.info(self.path)
             data = self.fs.cat_file(self.path)
