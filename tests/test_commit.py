@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from prefect_assets import Definitions, asset
 from prefect_assets.assets.keys import AssetKey
+from prefect_assets.assets.versions import AssetStatus
 from prefect_assets.io_managers import FsspecIOManager, InputContext, IOManager, MaterializationRecord, OutputContext
 from prefect_assets.io_managers.commit import INTERRUPTED, PendingCommit, commit_output, settle, settle_interrupted
 from prefect_assets.io_managers.leftovers import sweep
@@ -93,12 +95,19 @@ def test_an_io_manager_that_cannot_tell_leaves_the_asset_stale_until_stored_agai
         def load_input(self, context):
             return self.values[context.key]
 
+    @asset(key_prefix="shared", io_manager="memory")
+    def value() -> int:
+        return 3
+
     custom = Remembering()
-    records = FsspecIOManager(str(tmp_path / "data")).record_store
-    records.write_pending(KEY, None, PendingCommit(str(KEY), None, None).to_json())
-    assert settle_interrupted(records, lambda key: custom) == {(str(KEY), None): INTERRUPTED}
+    defs = Definitions(assets=[value], io_managers={"default": FsspecIOManager(str(tmp_path / "data")), "memory": custom})
+    records = defs.record_store_for(KEY)
+    commit_output(custom, records, OutputContext(KEY), 2, lambda stored: _record(stored))
+    records.write_pending(KEY, None, PendingCommit(str(KEY), None, None).to_json())  # then killed mid-store
+    statuses = defs.stored_data_statuses(defs.read_records([KEY]))
+    assert statuses[KEY] == AssetStatus("stale", INTERRUPTED)
     commit_output(custom, records, OutputContext(KEY), 3, lambda stored: _record(stored))
-    assert settle_interrupted(records, lambda key: custom) == {} and records.read(KEY).data_version == "3"
+    assert defs.stored_data_statuses(defs.read_records([KEY])) == {} and records.read(KEY).data_version == "3"
 
 
 def test_a_torn_pending_record_means_nothing_was_published(tmp_path):
@@ -125,7 +134,9 @@ def test_a_lock_waits_for_a_live_holder_and_is_free_at_once_when_its_holder_is_k
     holder = _child(f"""
         import time
         from prefect_assets.io_managers import FsspecIOManager
-        from prefect_assets.assets.keys import AssetKey
+        from prefect_assets import Definitions, asset
+from prefect_assets.assets.keys import AssetKey
+from prefect_assets.assets.versions import AssetStatus
         io = {_manager_source(io)}
         io.record_store.lock(AssetKey.parse({str(KEY)!r})).acquire()
         print("held", flush=True)
@@ -161,7 +172,9 @@ def test_two_writers_and_a_reader_at_once_never_mix_data_and_records(io):
     """) for w in (1, 2)]
     reader = _child(f"""
         import json, time
-        from prefect_assets.assets.keys import AssetKey
+        from prefect_assets import Definitions, asset
+from prefect_assets.assets.keys import AssetKey
+from prefect_assets.assets.versions import AssetStatus
         from prefect_assets.errors import AssetsError
         from prefect_assets.io_managers import FsspecIOManager, InputContext
         io = {_manager_source(io)}
