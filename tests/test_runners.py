@@ -6,6 +6,9 @@ through ``materialize()`` (a real Prefect flow run against the session's test se
 threads, processes, a local Dask cluster, an external Dask scheduler with two worker
 processes (storage on the moto S3 server, so the workers share it) and Ray when installed;
 every runner must give the same rows, records, Prefect states, lineage events and summary.
+
+What the server records arrives a moment after a run returns: the tests poll for the
+condition they expect, with a deadline (:data:`SERVER_DEADLINE`), and never sleep for luck.
 """
 
 from __future__ import annotations
@@ -101,25 +104,41 @@ def flow_run_state(flow_run_id: str):
         return client.read_flow_run(uuid.UUID(flow_run_id)).state
 
 
-def task_runs(flow_run_id: str) -> dict[str, object]:
-    """The flow run's task runs by name, once the server has recorded their final states.
+#: How long the server may take to record what a run's workers sent. Only a failing test waits
+#: this long: the helpers below return as soon as the server holds what they wait for.
+SERVER_DEADLINE = 60
 
-    Task runs reach the server through Prefect's event pipeline, a moment after the flow run
-    returns: read too early and a run still has its provisional name and Pending state.
+
+def task_runs(flow_run_id: str, expected: dict[str, str], timeout: float = SERVER_DEADLINE) -> dict[str, object]:
+    """The flow run's task runs by name, once the server holds exactly one per name in
+    ``expected``, each in the state named there (``Completed``, ``Failed``, ``TimedOut``).
+
+    The server records a task run (its name, each state) only from the events its worker sends,
+    which arrive a moment after the flow run returns: poll until it holds what is expected, and
+    fail at the deadline naming what it held. An event a worker never sent (say, the worker ended
+    first) fails the test here, with the task run missing, Pending or Running.
     """
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from prefect_assets.deployments.run import task_runs as settled_task_runs
-
+    flow_run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
+    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        runs = settled_task_runs(client, uuid.UUID(flow_run_id), settle_seconds=30)
-    return {run.name: run for run in runs}
+        while True:
+            runs = client.read_task_runs(flow_run_filter=flow_run_filter)
+            held = sorted((run.name, run.state.name if run.state else None) for run in runs)
+            if held == sorted(expected.items()):
+                return {run.name: run for run in runs}
+            if time.monotonic() > deadline:
+                pytest.fail(f"after {timeout} s the server holds the task runs {held}, not {sorted(expected.items())}")
+            time.sleep(0.25)
 
 
-def asset_events(uri_prefix: str, expected: int, timeout: float = 30) -> list:
-    """Prefect's asset materialization events for resources under ``uri_prefix``.
+def asset_events(uri_prefix: str, assets: list[str], timeout: float = SERVER_DEADLINE) -> list:
+    """Prefect's asset materialization events for resources under ``uri_prefix``, once there is
+    one for each of ``assets`` (resources ``uri_prefix/<asset>``).
 
-    Events reach the server asynchronously: poll until ``expected`` arrived (bounded).
+    Events reach the server asynchronously: poll until those arrived, or the deadline.
     """
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
@@ -128,13 +147,14 @@ def asset_events(uri_prefix: str, expected: int, timeout: float = 30) -> list:
         event=EventNameFilter(prefix=["prefect.asset.materialization."]),
         resource=EventResourceFilter(id_prefix=[uri_prefix]),
     )
+    wanted = {f"{uri_prefix}/{asset}" for asset in assets}
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while True:
             events = client.read_events(filter=event_filter, limit=50).events
-            if len(events) >= expected or time.monotonic() > deadline:
+            if wanted <= {e.resource.id for e in events} or time.monotonic() > deadline:
                 return events
-            time.sleep(0.5)
+            time.sleep(0.25)
 
 
 def summary_artifact(flow_run_id: str):
@@ -205,17 +225,16 @@ def test_same_scenario_under_every_runner(runner, tmp_path, prefect_server, requ
     loaded = defs.io_manager_for(leaf).load_input(InputContext(leaf, None, records[leaf]))
     assert loaded == {"total": 66}
 
-    # What Prefect recorded: the flow run Failed, one task run per asset that ran, the retry.
+    # What Prefect recorded: the flow run Failed, one task run per asset that ran, each in its
+    # final state (sent by whatever process ran it, before that process ended), the retry.
     assert flow_run_state(result.flow_run_id).is_failed()
-    runs = task_runs(result.flow_run_id)
-    assert sorted(runs) == sorted(MATERIALIZED + ["broken"])
-    assert runs["flaky"].state.is_completed() and runs["flaky"].run_count == 2
-    assert runs["broken"].state.is_failed()
+    runs = task_runs(result.flow_run_id, {**dict.fromkeys(MATERIALIZED, "Completed"), "broken": "Failed"})
+    assert runs["flaky"].run_count == 2
     assert len(summary_artifact(result.flow_run_id)) == 1
 
     # Lineage: one materialization event per asset that ran, upstream assets given explicitly.
     uri_base = (base_uri if "://" in base_uri else "file://" + base_uri).rstrip("/")
-    events = asset_events(uri_base, expected=5)
+    events = asset_events(uri_base, MATERIALIZED + ["broken"])
     by_asset = {e.resource.id.removeprefix(uri_base + "/"): e for e in events}
     assert sorted(by_asset) == sorted(MATERIALIZED + ["broken"])
     assert by_asset["broken"].event == "prefect.asset.materialization.failed"
@@ -252,7 +271,7 @@ def quick() -> int:
 def test_timeout_stops_a_blocking_asset(runner_type, tmp_path, prefect_server):
     """Under processes and Ray (SIGALRM on the worker's main thread) and Dask (a killed child
     process) a sleeping asset is stopped at its deadline, reported timed out, and Prefect's
-    task run ends TimedOut."""
+    task run ends TimedOut on the server (its worker sent that before the run closed it)."""
     from prefect_assets import materialize
 
     if _missing(f"prefect_{runner_type}") and runner_type != "process":
@@ -270,14 +289,74 @@ def test_timeout_stops_a_blocking_asset(runner_type, tmp_path, prefect_server):
     assert result["after_slow"].status == "skipped"
     assert result["quick"].status == "materialized"
     assert elapsed < 30 + 5 and result.state == "Failed"
-    assert task_runs(result.flow_run_id)["slow"].state.name == "TimedOut"
+    task_runs(result.flow_run_id, {"slow": "TimedOut", "quick": "Completed"})
     assert defs.read_records([AssetKey.parse("slow")]).get(AssetKey.parse("slow")) is None
+
+
+LATE_EVENTS = '''
+import asyncio
+
+from prefect_assets import asset
+
+
+def send_events_late() -> None:
+    """From now on this process sends each of its Prefect events DELAY s late, as over a slow
+    link to the server: a task's last events are still queued when the task returns."""
+    from prefect.events.worker import EventsWorker
+
+    if getattr(EventsWorker, "sent_late", False):
+        return
+    handle = EventsWorker._handle
+
+    async def late(self, event):
+        await asyncio.sleep(DELAY)
+        await handle(self, event)
+
+    EventsWorker._handle = late
+    EventsWorker.sent_late = True
+
+
+@asset
+def good_news() -> int:
+    send_events_late()
+    return 1
+
+
+@asset
+def bad_news() -> int:
+    send_events_late()
+    raise ValueError("bad news")
+'''
+
+
+@pytest.mark.prefect
+@pytest.mark.parametrize("runner_type", ["process", "dask", "ray"])
+def test_a_workers_late_events_reach_the_server_before_the_worker_ends(runner_type, tmp_path, prefect_server):
+    """The worker processes of these runners end with the run (the process pool's, a local Dask
+    cluster's, local Ray's), right after its last asset, and a process that ends so never sends
+    what its Prefect ``EventsWorker`` still holds. So a worker sends a task's events before the
+    task returns: with every event sent 2 s late, each task run still reaches the server in its
+    final state. (Without that wait, a local Dask cluster closed with them queued and the server
+    kept both task runs Pending.) Threads and a standing cluster are left out: the late sending
+    would outlive the test in this process or in the cluster's workers."""
+    from prefect_assets import materialize
+
+    if _missing(f"prefect_{runner_type}") and runner_type != "process":
+        pytest.skip(f"prefect-{runner_type} not installed")
+    root = write_project(tmp_path / "proj", f"late_events_{runner_type}_assets", LATE_EVENTS.replace("DELAY", "2"),
+                         str(tmp_path / "data"))
+
+    result = materialize(Definitions.load(root), runner=runner_type, max_workers=2)
+
+    assert (result["good_news"].status, result["bad_news"].status) == ("materialized", "failed")
+    task_runs(result.flow_run_id, {"good_news": "Completed", "bad_news": "Failed"})
 
 
 @pytest.mark.prefect
 def test_thread_timeout_says_it_cannot_interrupt(tmp_path, prefect_server):
     """Threads cannot be interrupted in a blocking call: the asset is reported timed out once
-    the call returns, nothing is stored, and the error says why and what to use instead."""
+    the call returns (its task run ends TimedOut), nothing is stored, and the error says why
+    and what to use instead."""
     from prefect_assets import materialize
 
     source = SLOW.replace("time.sleep(30)", "time.sleep(2.5)")
@@ -291,6 +370,7 @@ def test_thread_timeout_says_it_cannot_interrupt(tmp_path, prefect_server):
     assert "timed out" in reason and "thread runner cannot interrupt a blocking call" in reason
     assert "use runner process, dask or ray" in reason
     assert defs.read_records([AssetKey.parse("slow")]).get(AssetKey.parse("slow")) is None
+    task_runs(result.flow_run_id, {"slow": "TimedOut"})
 
 
 LIMITED = '''

@@ -1,19 +1,24 @@
-"""prefect-dask's task runner, with each Dask worker using one Prefect API client per run.
+"""prefect-dask's task runner: each Dask worker uses one Prefect API client per run, and sends
+a task's Prefect events before the task returns.
 
 prefect-dask's client sends every task to the workers as a function that runs Prefect's task
-engine with the run's serialized context; on the worker, Prefect then builds two API clients
+engine with the run's serialized context. On the worker, Prefect then builds two API clients
 for the task (each parsing the certifi bundle), between one asset's end and the next one's
-start. :class:`SharedClientDaskTaskRunner` wraps that function in a
-:class:`~prefect_assets.flows.worker_client.RunWithClientOfRun`, which gives all the run's tasks
-on one worker process one client (:mod:`prefect_assets.flows.worker_client`).
+start; and the task's last events (its final state) may still be queued when it returns, lost
+if the worker then ends (a local cluster's workers end with the run).
+:class:`SharedClientDaskTaskRunner` wraps that function in a
+:class:`~prefect_assets.flows.worker_client.RunWithClientOfRun`, which gives all the run's
+tasks on one worker process one client, and a
+:class:`~prefect_assets.flows.worker_client.RunThenSendEvents`, which waits until the task's
+events are sent (:mod:`prefect_assets.flows.worker_client`).
 
 The hook: prefect-dask's ``PrefectDaskClient.submit`` builds the function and passes it to
 ``distributed.Client.submit`` through ``super()``. :class:`_SharedClientDaskClient` puts
 :class:`_WrapTaskFunction` between the two in its method order, so that call reaches it first.
 prefect-dask creates its client inside ``DaskTaskRunner.client``, so the runner gives the client
 it created this class. If prefect-dask's client is not the class this expects (another version),
-or the run's settings carry no run token (a run not submitted through
-``settings_serialized_once``), tasks run exactly as prefect-dask sends them: slower, never wrong.
+tasks run exactly as prefect-dask sends them (as they do without the shared client when the
+run's settings carry no run token, a run not submitted through ``settings_serialized_once``).
 """
 
 from __future__ import annotations
@@ -24,17 +29,20 @@ import distributed
 from prefect_dask import DaskTaskRunner
 from prefect_dask.client import PrefectDaskClient
 
-from prefect_assets.flows.worker_client import RunWithClientOfRun, sent_settings_context
+from prefect_assets.flows.worker_client import RunThenSendEvents, RunWithClientOfRun, sent_settings_context
 
 
 class _WrapTaskFunction(distributed.Client):
     """Wraps the function prefect-dask submits for a Prefect task (it carries the run's
-    ``context``) so the worker runs it with the run's one API client."""
+    ``context``) so the worker runs it with the run's one API client and sends its events
+    before returning. Any other submit passes through untouched."""
 
     def submit(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        run_token = _run_token(kwargs) if "task" in kwargs else None
-        if run_token is not None:
-            func = RunWithClientOfRun(func, run_token)
+        if "task" in kwargs:
+            run_token = _run_token(kwargs)
+            if run_token is not None:
+                func = RunWithClientOfRun(func, run_token)
+            func = RunThenSendEvents(func)
         return super().submit(func, *args, **kwargs)
 
 
@@ -49,7 +57,8 @@ class _SharedClientDaskClient(PrefectDaskClient, _WrapTaskFunction):
 
 
 class SharedClientDaskTaskRunner(DaskTaskRunner):
-    """prefect-dask's ``DaskTaskRunner``; its workers open one Prefect API client per run.
+    """prefect-dask's ``DaskTaskRunner``; its workers open one Prefect API client per run and
+    send each task's events before it returns.
 
     ``duplicate()`` (Prefect duplicates the runner for every flow run) builds ``type(self)``,
     so the copy is this class too.

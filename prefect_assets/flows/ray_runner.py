@@ -6,7 +6,8 @@ keeps a worker process between tasks and kills it at ``ray.shutdown()`` when the
 events still queued then never reached the server: an asset that failed showed no task run at
 all, a timed-out one stayed Running. Prefect's own process pool flushes the worker's
 ``EventsWorker`` after every task for the same reason (``prefect.task_runners``); this runner
-does the same on Ray.
+does the same on Ray, as :mod:`prefect_assets.flows.dask_runner` does on Dask
+(:func:`~prefect_assets.flows.worker_client.send_queued_events`).
 
 The hook: prefect-ray sends ``RayTaskRunner._run_prefect_task`` to the workers as the remote
 function. :class:`FlushingRayTaskRunner` overrides it to run prefect-ray's own, then wait until
@@ -16,14 +17,11 @@ the worker's queued events are sent. If prefect-ray no longer has that function,
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from prefect.context import SettingsContext
-from prefect.events.worker import EventsWorker
 from prefect_ray import RayTaskRunner
 
-from prefect_assets.flows.worker_client import sent_settings_context
+from prefect_assets.flows.worker_client import send_queued_events, sent_settings_context
 
 
 def ray_task_runner_class() -> type[RayTaskRunner]:
@@ -46,20 +44,5 @@ class FlushingRayTaskRunner(RayTaskRunner):
         try:
             return RayTaskRunner._run_prefect_task(*upstream_ray_obj_refs, **kwargs)
         finally:
-            _send_queued_events(settings_context)
+            send_queued_events(settings_context)
 
-
-def _send_queued_events(settings_context: dict[str, Any] | None) -> None:
-    """Block until this worker's queued Prefect events of the run have been sent (best effort).
-
-    Under the run's settings, as the task ran: ``EventsWorker.instance()`` picks its instance by
-    the settings' API, and outside them it would make a new one (with no API URL in the
-    worker's environment, one that starts an ephemeral server) instead of finding the task's.
-    """
-    if settings_context is None:
-        return
-    try:
-        with SettingsContext(**settings_context):
-            EventsWorker.instance().wait_until_empty()
-    except Exception:  # noqa: BLE001 - the task's own outcome stands; a lost event is only logged
-        logging.getLogger("prefect_assets.ray").debug("could not send the worker's queued events", exc_info=True)

@@ -11,7 +11,8 @@ into the Prefect task runner that executes the assets:
               from a warm forkserver)
 ``dask``      ``prefect_dask.DaskTaskRunner`` (its  local cluster of n single-threaded worker
               workers share one API client per      processes, or ``address: tcp://host:8786``
-              run: :mod:`.dask_runner`)
+              run, and send a task's events before
+              it returns: :mod:`.dask_runner`)
 ``ray``       ``prefect_ray.RayTaskRunner`` (its    local Ray with n CPUs, or ``address``
               workers send their events before a
               task returns: :mod:`.ray_runner`)
@@ -20,6 +21,11 @@ into the Prefect task runner that executes the assets:
 Worker processes (the process pool, a local Dask cluster) fork from a forkserver that has
 already imported Prefect, instead of each importing it in every run: see
 :mod:`prefect_assets.flows.warm_start`.
+
+On every runner a task's Prefect events (its task run's states, which the server records only
+from them) leave its worker before the task's result does, so a worker may end with the run:
+Prefect's process pool waits for them after each task itself, Dask and Ray workers do it in
+:mod:`.dask_runner` and :mod:`.ray_runner`, and on threads they are the flow process's own.
 
 Nothing else in the package knows which runner is in use: assets receive their inputs from
 storage and write their outputs to storage, so every runner runs every asset the same way.

@@ -28,6 +28,18 @@ threads share Prefect's. Not shared: a worker whose settings name no API URL (it
 server of its own), or one whose client cannot be opened (say, the server's API version does
 not match): its tasks then build their own clients and report what goes wrong, as Prefect's
 would. Ray workers build clients per task, as Prefect does.
+
+**Events sent before a task returns** (:func:`send_queued_events`). A task reports its task
+run (running, its final state) as events, which Prefect's ``EventsWorker`` sends from a
+background thread; the server knows the task run only from them. Prefect sends what is still
+queued when the interpreter exits, but a worker process never exits that way: a forked process
+(our forkserver's, for the process pool and a local Dask cluster) ends with ``os._exit``, and
+Ray kills its workers. A local cluster's workers end with the run, right after its last asset:
+their last events were lost, and the server showed a failed asset with no task run, or still
+Running. Prefect's process pool waits for a worker's events after every task
+(``prefect.task_runners``); :class:`RunThenSendEvents` does the same on Dask, and
+:mod:`prefect_assets.flows.ray_runner` on Ray. It waits only for what is queued already, the
+task's last state change and asset events, sent on an open connection.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefect.context import SettingsContext, SyncClientContext
+from prefect.events.worker import EventsWorker
 from prefect.settings import Settings
 
 from prefect_assets.flows.warm_start import match_parent_environment
@@ -101,6 +114,44 @@ def sent_settings_context(run_task_kwargs: dict[str, Any]) -> dict[str, Any] | N
     context = run_task_kwargs.get("context")
     settings_context = context.get("settings_context") if isinstance(context, dict) else None
     return settings_context if isinstance(settings_context, dict) else None
+
+
+def send_queued_events(settings_context: dict[str, Any] | None) -> None:
+    """Block until this worker's queued Prefect events of the run have been sent (best effort).
+
+    Called after a task, before its result goes back to the submitting side (see the module
+    docstring). Under the run's settings, as the task ran: ``EventsWorker.instance()`` picks its
+    instance by the settings' API, and outside them it would make a new one (with no API URL in
+    the worker's environment, one that starts an ephemeral server) instead of finding the
+    task's. No settings (not a Prefect task): nothing to wait for.
+    """
+    if settings_context is None:
+        return
+    try:
+        with SettingsContext(**settings_context):
+            EventsWorker.instance().wait_until_empty()
+    except Exception:  # noqa: BLE001 - the task's own outcome stands; a lost event is only logged
+        logging.getLogger(__name__).debug("could not send the worker's queued events", exc_info=True)
+
+
+class RunThenSendEvents:
+    """What a Dask worker runs for one task: the task, then :func:`send_queued_events`.
+
+    Built on the submitting side around the function prefect-dask sends (pickled by reference:
+    the worker imports this module); called on the worker with Prefect's keyword arguments,
+    whose ``context`` holds the run's settings.
+    """
+
+    def __init__(self, run_task: Callable[..., Any]) -> None:
+        self.run_task = run_task
+        self.__name__ = getattr(run_task, "__name__", "run_task")  # Dask names the task's key by it
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        settings_context = sent_settings_context(kwargs)
+        try:
+            return self.run_task(*args, **kwargs)
+        finally:
+            send_queued_events(settings_context)
 
 
 class RunWithClientOfRun:
