@@ -1,8 +1,9 @@
 """Shared fixtures: a real Prefect server, a real S3 endpoint, and a CLI runner.
 
 The environment is set before anything imports Prefect: each test session gets its own
-PREFECT_HOME (so parallel sessions never share a database), no analytics (no network here),
-and a generous ephemeral-server startup timeout for cold 2-core machines.
+PREFECT_HOME (so parallel sessions never share a database) and code-version cache, no
+analytics (no network here), and a generous ephemeral-server startup timeout for cold 2-core
+machines.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import pytest
 
 _SESSION_HOME = tempfile.mkdtemp(prefix="prefect-assets-tests-")
 os.environ["PREFECT_HOME"] = _SESSION_HOME
+# Code versions are cached per machine (~/.cache/prefect-assets); the tests keep their own.
+os.environ["PREFECT_ASSETS_CACHE_DIR"] = os.path.join(_SESSION_HOME, "code-version-cache")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"

@@ -27,12 +27,12 @@ _TERM = re.compile(r"^(?:(?P<up>\d*)\+)?(?P<core>[^+]+?)(?:\+(?P<down>\d*))?$", 
 
 def upstream(graph: AssetGraph, keys: Iterable[AssetKey], depth: int | None = None) -> set[AssetKey]:
     """``keys`` plus their ancestors, up to ``depth`` levels (``None``: all)."""
-    return _walk(keys, graph.upstream_of, depth)
+    return _walk(keys, graph.upstream_of, depth, len(graph))
 
 
 def downstream(graph: AssetGraph, keys: Iterable[AssetKey], depth: int | None = None) -> set[AssetKey]:
     """``keys`` plus their descendants, up to ``depth`` levels (``None``: all)."""
-    return _walk(keys, graph.downstream_of, depth)
+    return _walk(keys, graph.downstream_of, depth, len(graph))
 
 
 def by_group(graph: AssetGraph, group: str) -> set[AssetKey]:
@@ -130,12 +130,14 @@ def _evaluate_core(graph: AssetGraph, core: str, unknown: list[str]) -> set[Asse
 
 
 def _walk(
-    start: Iterable[AssetKey], neighbours: Callable[[AssetKey], Iterable[AssetKey]], depth: int | None
+    start: Iterable[AssetKey], neighbours: Callable[[AssetKey], Iterable[AssetKey]], depth: int | None, total: int
 ) -> set[AssetKey]:
+    """Breadth-first, a level at a time (a loop: no recursion limit at any depth); stops once
+    all ``total`` assets are in."""
     seen = set(start)
     frontier = set(seen)
     level = 0
-    while frontier and (depth is None or level < depth):
+    while frontier and len(seen) < total and (depth is None or level < depth):
         frontier = {n for key in frontier for n in neighbours(key)} - seen
         seen |= frontier
         level += 1

@@ -23,6 +23,9 @@ from prefect_assets.cli.common import (
     number,
     out,
     prepare_prefect_environment,
+    print_table,
+    print_text,
+    read_only_command,
     user_errors,
 )
 from prefect_assets.definitions import Definitions
@@ -42,25 +45,45 @@ class RunnerType(str, Enum):
     ray = "ray"
 
 
+JsonOption = typer.Option(False, "--json", help="Print JSON for scripts (fields in the README) instead of a table.")
+
+
 @app.command("list")
 @user_errors
-def list_assets(project: Optional[Path] = ProjectOption, select: Optional[str] = SelectOption) -> None:
+def list_assets(
+    project: Optional[Path] = ProjectOption, select: Optional[str] = SelectOption, as_json: bool = JsonOption
+) -> None:
     """Keys, groups, upstream assets and the last materialization."""
+    read_only_command()
     defs = Definitions.load(project)
     keys = select_keys(defs.graph, select)
     records = defs.read_records(keys)
-    table = Table("asset", "group", "upstream", "io manager", "last materialized", box=None)
-    for key in keys:
-        definition = defs.definition(key)
-        record = records.get(key)
-        table.add_row(
-            str(key),
-            definition.group,
-            ", ".join(str(k) for k in sorted(defs.graph.upstream_of(key))) or "-",
-            definition.io_manager or "-",
-            _when(record),
-        )
-    out.print(table)
+    if as_json:
+        print_text(render.json_assets(
+            {
+                "key": str(key),
+                "group": defs.definition(key).group,
+                "upstream": sorted(str(k) for k in defs.graph.upstream_of(key)),
+                "io_manager": defs.definition(key).io_manager,
+                "tags": dict(defs.definition(key).tags),
+                "last_materialized": getattr(records.get(key), "timestamp", None),
+            }
+            for key in keys
+        ))
+        return
+    print_table(
+        ["asset", "group", "upstream", "io manager", "last materialized"],
+        [
+            (
+                str(key),
+                defs.definition(key).group,
+                ", ".join(str(k) for k in sorted(defs.graph.upstream_of(key))) or "-",
+                defs.definition(key).io_manager or "-",
+                _when(records.get(key)),
+            )
+            for key in keys
+        ],
+    )
 
 
 @app.command()
@@ -68,16 +91,24 @@ def list_assets(project: Optional[Path] = ProjectOption, select: Optional[str] =
 def graph(
     project: Optional[Path] = ProjectOption,
     select: Optional[str] = SelectOption,
-    format: GraphFormat = typer.Option(GraphFormat.text, "--format", "-f", help="text, mermaid or dot."),  # noqa: A002
+    format: Optional[GraphFormat] = typer.Option(  # noqa: A002
+        None, "--format", "-f", help="text (default), mermaid or dot."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON for scripts (key, group, upstream, downstream) instead of a drawing."
+    ),
 ) -> None:
     """Draw the asset graph."""
+    read_only_command()
+    if as_json and format is not None:
+        raise AssetsError(f"--json and --format {format.value} both choose the output; give one of them")
     defs = Definitions.load(project)
     keys = select_keys(defs.graph, select)
-    if format is GraphFormat.text:
-        out.print(render.text_tree(defs.graph, keys))
+    if as_json:
+        drawing = render.graph_json
     else:
-        drawing = render.mermaid if format is GraphFormat.mermaid else render.dot
-        print(drawing(defs.graph, keys))
+        drawing = {GraphFormat.mermaid: render.mermaid, GraphFormat.dot: render.dot}.get(format, render.text_tree)
+    print_text(drawing(defs.graph, keys))
 
 
 @app.command()
@@ -86,29 +117,48 @@ def status(
     project: Optional[Path] = ProjectOption,
     select: Optional[str] = SelectOption,
     verify: bool = typer.Option(False, "--verify", help="Also re-hash every stored file against its record."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Fresh, stale (with the cause) or missing; last run, size and rows.
 
     Stored files are checked against their records (present, same size; with --verify, same
     content hash): data deleted behind our back shows as missing (data deleted).
     """
+    read_only_command()
     defs = Definitions.load(project)
     keys = select_keys(defs.graph, select)
     records = defs.read_records(upstream(defs.graph, keys))
     statuses = graph_status(defs.graph, records, keys, defs.stored_data_statuses(records, rehash=verify))
-    table = Table("asset", "status", "last materialized", "bytes", "rows", "data version", box=None)
+    rows = [(key, statuses[key], records.get(key)) for key in keys]
+    if as_json:
+        print_text(render.json_assets(
+            {
+                "key": str(key),
+                "status": state.state,
+                "cause": state.cause,
+                "last_materialized": getattr(record, "timestamp", None),
+                "bytes": getattr(record, "bytes", None),
+                "rows": getattr(record, "rows", None),
+                "data_version": getattr(record, "data_version", None),
+            }
+            for key, state, record in rows
+        ))
+        return
     colours = {"fresh": "green", "stale": "yellow", "missing": "red"}
-    for key in keys:
-        record, state = records.get(key), statuses[key]
-        table.add_row(
-            str(key),
-            f"[{colours[state.state]}]{state}[/]",
-            _when(record),
-            number(getattr(record, "bytes", None)),
-            number(getattr(record, "rows", None)),
-            getattr(record, "data_version", None) or "-",
-        )
-    out.print(table)
+    print_table(
+        ["asset", "status", "last materialized", "bytes", "rows", "data version"],
+        [
+            (
+                str(key),
+                (str(state), colours[state.state]),
+                _when(record),
+                number(getattr(record, "bytes", None)),
+                number(getattr(record, "rows", None)),
+                getattr(record, "data_version", None) or "-",
+            )
+            for key, state, record in rows
+        ],
+    )
 
 
 @app.command()
