@@ -134,9 +134,7 @@ def test_a_lock_waits_for_a_live_holder_and_is_free_at_once_when_its_holder_is_k
     holder = _child(f"""
         import time
         from prefect_assets.io_managers import FsspecIOManager
-        from prefect_assets import Definitions, asset
-from prefect_assets.assets.keys import AssetKey
-from prefect_assets.assets.versions import AssetStatus
+        from prefect_assets.assets.keys import AssetKey
         io = {_manager_source(io)}
         io.record_store.lock(AssetKey.parse({str(KEY)!r})).acquire()
         print("held", flush=True)
@@ -172,9 +170,7 @@ def test_two_writers_and_a_reader_at_once_never_mix_data_and_records(io):
     """) for w in (1, 2)]
     reader = _child(f"""
         import json, time
-        from prefect_assets import Definitions, asset
-from prefect_assets.assets.keys import AssetKey
-from prefect_assets.assets.versions import AssetStatus
+        from prefect_assets.assets.keys import AssetKey
         from prefect_assets.errors import AssetsError
         from prefect_assets.io_managers import FsspecIOManager, InputContext
         io = {_manager_source(io)}

@@ -41,7 +41,7 @@ from prefect_assets.errors import AssetsError
 from prefect_assets.io_managers.exact import has_glob, local_write_problem, remove_temporaries
 from prefect_assets.io_managers.locks import AssetLock, asset_lock
 from prefect_assets.io_managers.secrets import Redactor, storage_error
-from prefect_assets.io_managers.storage import write_atomic
+from prefect_assets.io_managers.storage import is_local, write_atomic
 
 #: Reading "from byte 0 to the end" instead of "the file": the same bytes on every backend, but
 #: s3fs then sends one GET. For a plain ``cat_file`` it first asks for the size (a HEAD, to
@@ -116,11 +116,13 @@ class MaterializationRecord:
         raw.setdefault("path", None)
         if raw["path"] is not None and not isinstance(raw["path"], str):
             raise ValueError(f"path must be text, got {raw['path']!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
         try:
-            return cls(**{k: v for k, v in raw.items() if k in known})
+            return cls(**{k: v for k, v in raw.items() if k in _RECORD_FIELDS})
         except TypeError as e:  # a missing required field
             raise ValueError(str(e)) from None
+
+
+_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(MaterializationRecord))
 
 
 class RecordStore:
@@ -275,6 +277,9 @@ class RecordStore:
         paths = {key: self.path(key, partition) for key in keys}
         if not paths:
             return {}
+        if is_local(self.fs):
+            # Plain reads: fsspec's local cat costs more in path handling than the read itself.
+            return {key: self._read_local(path) for key, path in paths.items()}
         if any(has_glob(p) for p in paths.values()):
             # fs.cat would expand glob characters (from an unusual partition key); read one by one.
             return {key: self.read(key, partition) for key in paths}
@@ -299,6 +304,16 @@ class RecordStore:
     def delete(self, key: AssetKey, partition: str | None = None) -> None:
         """Remove the record of ``key`` (and ``partition``); a missing record is not an error."""
         self._remove_file(self.path(key, partition), "deleting the record")
+
+    def _read_local(self, path: str) -> MaterializationRecord | None:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._error(exc, "reading the record", path) from None
+        return self._parse(path, data)
 
     def _read_file(self, path: str, action: str) -> bytes | None:
         """The content at ``path``, or None if there is no such file; other errors raise, sorted."""
