@@ -236,6 +236,13 @@ def d():
 """
 
 
+def _flow_run_count() -> int:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.count_flow_runs()
+
+
 def test_stale_only_runs_what_changed_and_its_downstream(prefect_server, tmp_path):
     root = tmp_path / "pipeline"
     root.mkdir()
@@ -244,9 +251,12 @@ def test_stale_only_runs_what_changed_and_its_downstream(prefect_server, tmp_pat
     module.write_text(PIPELINE.format(b_body="a + 1"))
     assert statuses(materialize(Definitions.load(root))) == dict.fromkeys("abcd", "materialized")
 
+    runs_before = _flow_run_count()
     again = materialize(Definitions.load(root), stale_only=True)
     assert statuses(again) == dict.fromkeys("abcd", "fresh")
-    assert again.state == "Completed"
+    # Nothing stale: decided before any flow exists, so no flow run is created.
+    assert again.flow_run_id is None and again.state is None and again.success
+    assert _flow_run_count() == runs_before
 
     # New logic in b (a new module file, another size so no stale bytecode is used)
     module.write_text(PIPELINE.format(b_body="a + 100"))

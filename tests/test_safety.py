@@ -167,6 +167,9 @@ def test_status_notices_deleted_and_changed_data_and_stale_repairs_it(shop_copy,
     assert "fresh" in row(repaired.stdout, "prices")
     after = run_cli("status", cwd=shop_copy)
     assert all(row(after.stdout, key).split()[1] == "fresh" for key in EXAMPLE_KEYS), after.stdout
+    nothing = run_cli("materialize", "--stale", cwd=shop_copy, api_url=prefect_server)
+    assert nothing.returncode == 0, nothing.stderr
+    assert "all 9 selected assets are fresh: nothing to run, no flow run created" in nothing.stdout
 
 
 def test_status_notices_same_size_changes_by_file_identity_and_verify_rehashes_all(shop_copy):

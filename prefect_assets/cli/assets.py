@@ -195,7 +195,10 @@ def materialize(
             config=_parse_config(config), on_event=progress.on_event,
         )
     out.print(_summary_table(result))
-    out.print(f"flow run {result.flow_run_id}: {result.state}")
+    if result.flow_run_id is None:
+        out.print(f"all {len(result.assets)} selected assets are fresh: nothing to run, no flow run created")
+    else:
+        out.print(f"flow run {result.flow_run_id}: {result.state}")
     if result.failed:
         retry = ",".join(f"{r.key}+" for r in result.failed)
         err.print(f"{len(result.failed)} asset(s) failed. After fixing, finish the job with:\n"

@@ -31,7 +31,7 @@ from prefect_assets.definitions import Definitions
 from prefect_assets.flows.api import require_reachable_api
 from prefect_assets.flows.concurrency import prepare_concurrency_limits
 from prefect_assets.flows.embedded_server import start_embedded_server
-from prefect_assets.flows.engine import EventCallback, RunPlan, execute_plan, plan_run
+from prefect_assets.flows.engine import EventCallback, RunPlan, execute_plan, fresh_without_a_run, plan_run
 from prefect_assets.flows.killed_runs import (
     crash_runs_of_ended_processes_and_report,
     owner_tags,
@@ -60,6 +60,7 @@ def build_flow(
     on_event: EventCallback | None = None,
     results: list[MaterializeResult] | None = None,
     asynchronous: bool = False,
+    plan: RunPlan | None = None,
 ) -> Flow:
     """A Prefect flow that materializes ``select`` of ``defs``.
 
@@ -78,6 +79,9 @@ def build_flow(
             one-second steps, so every sync run is rounded up to the next whole second; an async
             run is not. :func:`materialize` uses it; the default stays a sync flow, which a user
             calls as ``flow()``.
+        plan: the run's plan when already made by :func:`~prefect_assets.flows.engine.plan_run`
+            from the same arguments (:func:`materialize` makes it first, to see whether a flow
+            run is needed at all).
 
     Raises:
         AssetsError: bad selection or config, before any flow run exists.
@@ -86,7 +90,8 @@ def build_flow(
         >>> flow = defs.to_flow("group:raw+")   # doctest: +SKIP
         >>> flow()                              # doctest: +SKIP
     """
-    plan = plan_run(defs, select, partition=partition, stale_only=stale_only, config=config)
+    if plan is None:
+        plan = plan_run(defs, select, partition=partition, stale_only=stale_only, config=config)
     runner_config = override_runner(defs.runner, runner, max_workers)
 
     # Prefect sends the flow object to every process-pool, Dask or Ray worker inside the
@@ -129,7 +134,9 @@ def materialize(
 
     Returns:
         A row per selected asset: materialized / skipped (why) / failed (error) / fresh, with
-        durations, plus the flow run id and its final state name.
+        durations, plus the flow run id and its final state name. With ``stale_only`` and every
+        selected asset fresh, no flow run is created: the rows say fresh, and the flow run id
+        and state are None.
 
     Example:
         >>> result = materialize([orders, clean_orders])   # doctest: +SKIP
@@ -139,7 +146,12 @@ def materialize(
     defs = defs_or_assets if isinstance(defs_or_assets, Definitions) else Definitions(list(defs_or_assets))
     results: list[MaterializeResult] = []
     # Bad input raises here, before anything starts.
-    flow = build_flow(defs, select, results=results, asynchronous=True, **options)
+    plan = plan_run(defs, select, partition=options.get("partition"), stale_only=options.get("stale_only", False),
+                    config=options.get("config"))
+    nothing_to_do = fresh_without_a_run(defs, plan) if plan.partition is None else None
+    if nothing_to_do is not None:
+        return nothing_to_do
+    flow = build_flow(defs, select, results=results, asynchronous=True, plan=plan, **options)
     require_reachable_api()
     runner_config = override_runner(defs.runner, options.get("runner"), options.get("max_workers"))
     # Before the embedded server's start-up, so the forkserver's imports overlap it.

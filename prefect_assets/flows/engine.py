@@ -86,6 +86,22 @@ def plan_run(
     return RunPlan(keys, runs, partition, stale_only)
 
 
+def fresh_without_a_run(defs: Definitions, plan: RunPlan) -> MaterializeResult | None:
+    """For a ``stale_only`` plan whose every asset is fresh: the result, with no flow run needed.
+
+    Statuses are computed as the run would compute them (records settled, stored data checked
+    against them), so nothing that a run would re-materialize is reported fresh. None when
+    anything is missing or stale, or the plan is not ``stale_only``.
+    """
+    if not plan.stale_only:
+        return None
+    records = defs.read_records(upstream(defs.graph, set(plan.keys)))
+    statuses = graph_status(defs.graph, records, plan.keys, defs.stored_data_statuses(records))
+    if any(statuses[key].state != "fresh" for key in plan.keys):
+        return None
+    return MaterializeResult([AssetResult(key, "fresh", reason="code and inputs unchanged") for key in plan.keys])
+
+
 def execute_plan(defs: Definitions, plan: RunPlan, on_event: EventCallback | None = None) -> MaterializeResult:
     """Run the plan inside the current flow run and report every asset's outcome."""
     return _Scheduler(defs, plan, on_event or (lambda *_: None)).run()
