@@ -834,7 +834,7 @@ def test_compute_in_subprocess_returns_logs_raises_and_times_out(tmp_path):
 
     from prefect_assets.assets.context import AssetContext
     from prefect_assets.flows.compute import AssetTimeoutError, compute_in_subprocess
-    from prefect_assets.flows.engine import plan_run
+    from prefect_assets.flows.plan import plan_run
     from prefect_assets.flows.tasks import materialize_asset
 
     root = write_project(tmp_path / "proj", "child_assets", CHILD, str(tmp_path / "data"))

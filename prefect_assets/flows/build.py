@@ -30,8 +30,9 @@ from prefect_assets.assets.decorator import AssetDefinition
 from prefect_assets.definitions import Definitions
 from prefect_assets.flows.api import require_reachable_api
 from prefect_assets.flows.concurrency import prepare_concurrency_limits
-from prefect_assets.flows.embedded_server import start_embedded_server
-from prefect_assets.flows.engine import EventCallback, RunPlan, execute_plan, fresh_without_a_run, plan_run
+from prefect_assets.flows.embedded_server import embedded_server_in_use, start_embedded_server, wait_until_recorded
+from prefect_assets.flows.engine import EventCallback, execute_plan
+from prefect_assets.flows.plan import RunPlan, fresh_without_a_run, plan_run
 from prefect_assets.flows.killed_runs import (
     crash_runs_of_ended_processes_and_report,
     owner_tags,
@@ -79,7 +80,7 @@ def build_flow(
             one-second steps, so every sync run is rounded up to the next whole second; an async
             run is not. :func:`materialize` uses it; the default stays a sync flow, which a user
             calls as ``flow()``.
-        plan: the run's plan when already made by :func:`~prefect_assets.flows.engine.plan_run`
+        plan: the run's plan when already made by :func:`~prefect_assets.flows.plan.plan_run`
             from the same arguments (:func:`materialize` makes it first, to see whether a flow
             run is needed at all).
 
@@ -128,9 +129,14 @@ def materialize(
 ) -> MaterializeResult:
     """Materialize a selection in-process, through a real Prefect flow run.
 
+    On Prefect's embedded server (no ``PREFECT_API_URL``), which stops with this process, the
+    call returns once the server has recorded every task run of the flow run (a warning says
+    how many it had not when it stopped making progress); ``on_recording(recorded, expected)``
+    hears the count meanwhile.
+
     Args:
         defs_or_assets: a :class:`Definitions` or a list of assets (stored under ``./data``).
-        select: selection expression; options as for :func:`build_flow`.
+        select: selection expression; options as for :func:`build_flow`, and ``on_recording``.
 
     Returns:
         A row per selected asset: materialized / skipped (why) / failed (error) / fresh, with
@@ -144,6 +150,7 @@ def materialize(
         True
     """
     defs = defs_or_assets if isinstance(defs_or_assets, Definitions) else Definitions(list(defs_or_assets))
+    on_recording = options.pop("on_recording", None)
     results: list[MaterializeResult] = []
     # Bad input raises here, before anything starts.
     plan = plan_run(defs, select, partition=options.get("partition"), stale_only=options.get("stale_only", False),
@@ -166,7 +173,16 @@ def materialize(
     result = results[0]
     result.state = state.name
     result.flow_run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
+    if result.flow_run_id and embedded_server_in_use():
+        _wait_until_recorded(result, on_recording)
     return result
+
+
+def _wait_until_recorded(result: MaterializeResult, on_progress: Callable[[int, int], None] | None) -> None:
+    """Keep the embedded server until it has recorded the run's task runs: one per asset that
+    ran (skipped assets are never submitted)."""
+    expected = sum(1 for row in result.assets if row.status in ("materialized", "failed"))
+    wait_until_recorded(result.flow_run_id, expected, on_progress)
 
 
 def run_plan_in_flow(defs: Definitions, plan: RunPlan, on_event: EventCallback | None = None) -> MaterializeResult:

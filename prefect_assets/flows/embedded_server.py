@@ -35,6 +35,8 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,65 @@ def start_embedded_server() -> None:
     process = getattr(server, "server_process", None)
     if _guarding_supported() and isinstance(process, subprocess.Popen):
         _guard(process.pid)  # the fallback's way in; a repeat is a no-op
+
+
+def embedded_server_in_use() -> bool:
+    """Whether this process's Prefect API is the embedded server (no ``PREFECT_API_URL``)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    return not PREFECT_API_URL.value() and bool(PREFECT_SERVER_EPHEMERAL_ENABLED.value())
+
+
+#: Give up waiting when the server has recorded no further task run for this long.
+RECORDING_PATIENCE_SECONDS = 30.0
+_FINAL_STATE_TYPES = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
+
+
+def wait_until_recorded(
+    flow_run_id: str,
+    expected: int,
+    on_progress: Callable[[int, int], None] | None = None,
+    patience: float = RECORDING_PATIENCE_SECONDS,
+) -> int:
+    """Wait until the server holds ``expected`` finished task runs of ``flow_run_id``.
+
+    Prefect's server records a task run from the events the run sends it, and it takes them
+    in well behind a busy run; the embedded server stops with this process, and whatever it
+    has not recorded by then is lost from the history. Before the process may end, this waits
+    while the count keeps growing, reporting each new count to ``on_progress``, and gives up
+    after ``patience`` seconds without progress, with a warning that says how many are missing.
+
+    Returns:
+        How many of the ``expected`` task runs the server had not recorded when the wait
+        ended (0 when all are there).
+    """
+    from prefect import get_client
+
+    body = {
+        "flow_runs": {"id": {"any_": [str(flow_run_id)]}},
+        "task_runs": {"state": {"type": {"any_": _FINAL_STATE_TYPES}}},
+    }
+    recorded, last_change = -1, time.monotonic()
+    with get_client(sync_client=True) as client:
+        while True:
+            response = client.request("POST", "/task_runs/count", json=body)
+            response.raise_for_status()
+            count = int(response.json())
+            if count != recorded:
+                recorded, last_change = count, time.monotonic()
+                if on_progress is not None:
+                    on_progress(recorded, expected)
+            if recorded >= expected:
+                return 0
+            if time.monotonic() - last_change > patience:
+                _log.warning(
+                    "Prefect's embedded server had recorded %d of the %d task runs of flow run %s when it "
+                    "stopped taking them in; the others are missing from its history. A running server keeps "
+                    "taking them in after the command ends: prefect-assets server start",
+                    recorded, expected, flow_run_id,
+                )
+                return expected - recorded
+            time.sleep(0.25)
 
 
 def _prefect_embedded_server() -> Any | None:

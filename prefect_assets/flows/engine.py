@@ -12,19 +12,19 @@ from __future__ import annotations
 import graphlib
 import queue
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prefect.futures import PrefectFuture
 from prefect.results import ResultRecord, ResultRecordMetadata
 
-from prefect_assets.assets.keys import AssetKey, check_partition_key
-from prefect_assets.assets.selection import select, upstream
+from prefect_assets.assets.keys import AssetKey
+from prefect_assets.assets.selection import upstream
 from prefect_assets.assets.versions import FRESH, AssetStatus, asset_status, graph_status
-from prefect_assets.errors import AssetsError, did_you_mean
+from prefect_assets.flows.plan import RunPlan
 from prefect_assets.flows.results import AssetResult, MaterializeResult
-from prefect_assets.flows.tasks import AssetRun, Sealed, asset_task, asset_uri
+from prefect_assets.flows.tasks import Sealed, asset_task, asset_uri
 
 if TYPE_CHECKING:
     from prefect_assets.definitions import Definitions
@@ -32,74 +32,6 @@ if TYPE_CHECKING:
 #: Called with ``("running", key, None)`` when an asset is submitted and
 #: ``("done", key, AssetResult)`` when its outcome is known.
 EventCallback = Callable[[str, AssetKey, "AssetResult | None"], None]
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """A checked selection, ready to run: the keys in order and each asset's :class:`AssetRun`."""
-
-    keys: list[AssetKey]
-    runs: Mapping[AssetKey, AssetRun]
-    partition: str | None = None
-    stale_only: bool = False
-
-
-def plan_run(
-    defs: Definitions,
-    select_expr: str | None = None,
-    *,
-    partition: str | None = None,
-    stale_only: bool = False,
-    config: Mapping[str, Mapping[str, Any]] | None = None,
-) -> RunPlan:
-    """Resolve the selection and validate each asset's config before anything runs.
-
-    Raises:
-        AssetsError: an unknown selection, invalid asset config, or storage that refuses the
-            credentials (see :meth:`Definitions.check_storage`); nothing has been written.
-    """
-    keys = select(defs.graph, select_expr)
-    if not keys:
-        raise AssetsError(f"selection {select_expr!r} matches no assets; see: prefect-assets list")
-    if partition is not None:
-        _check_partition_fits(defs, keys, partition)
-    config = dict(config or {})
-    unknown = sorted(set(config) - {str(k) for k in defs.graph.nodes})
-    if unknown:
-        raise AssetsError(f"config given for unknown assets {unknown}; use asset keys such as {str(keys[0])!r}")
-    runs = {}
-    for key in keys:
-        node = defs.graph.nodes[key]
-        io_manager = defs.io_manager_for(key)
-        runs[key] = AssetRun(
-            node=node,
-            io_manager=io_manager,
-            record_store=defs.record_store_for(key),
-            input_io_managers={up: _loading_io_manager(defs, key, up) for up in node.inputs.values()},
-            partition_key=partition,
-            config=_asset_config(node.definition, config.get(str(key))),
-            project_name=defs.name,
-            timeout_seconds=_first_set(node.definition.timeout_seconds, defs.defaults.timeout_seconds),
-        )
-    # Wrong credentials or a missing bucket: one line now, not a failed asset per key later.
-    defs.check_storage({*keys, *(up for key in keys for up in defs.graph.upstream_of(key))}, written=keys)
-    return RunPlan(keys, runs, partition, stale_only)
-
-
-def fresh_without_a_run(defs: Definitions, plan: RunPlan) -> MaterializeResult | None:
-    """For a ``stale_only`` plan whose every asset is fresh: the result, with no flow run needed.
-
-    Statuses are computed as the run would compute them (records settled, stored data checked
-    against them), so nothing that a run would re-materialize is reported fresh. None when
-    anything is missing or stale, or the plan is not ``stale_only``.
-    """
-    if not plan.stale_only:
-        return None
-    records = defs.read_records(upstream(defs.graph, set(plan.keys)))
-    statuses = graph_status(defs.graph, records, plan.keys, defs.stored_data_statuses(records))
-    if any(statuses[key].state != "fresh" for key in plan.keys):
-        return None
-    return MaterializeResult([AssetResult(key, "fresh", reason="code and inputs unchanged") for key in plan.keys])
 
 
 def execute_plan(defs: Definitions, plan: RunPlan, on_event: EventCallback | None = None) -> MaterializeResult:
@@ -222,58 +154,6 @@ def _task_value(future: PrefectFuture) -> Any:
     if data is None or isinstance(data, ResultRecordMetadata):
         return future.result(raise_on_failure=False)
     return data
-
-
-def _loading_io_manager(defs: Definitions, key: AssetKey, up: AssetKey):
-    io_manager = defs.io_manager_for(up)
-    if io_manager is None:
-        raise AssetsError(
-            f"asset '{key}' loads '{up}', but '{up}' has io_manager=None and stores nothing; "
-            f"use deps=['{up}'] to order without loading"
-        )
-    return io_manager
-
-
-def _asset_config(definition, values: Mapping[str, Any] | None) -> Any:
-    schema = definition.config_schema
-    if schema is None:
-        if values:
-            raise AssetsError(f"asset '{definition.key}' takes no config; declare @asset(config=MyConfig) to accept it")
-        return None
-    fields = getattr(schema, "model_fields", {})
-    accepted = set(fields) | {f.alias for f in fields.values() if getattr(f, "alias", None)}
-    unknown = sorted(set(values or {}) - accepted)
-    if unknown and getattr(schema, "model_config", {}).get("extra") != "allow":
-        # pydantic ignores extra fields by default: a misspelt field would silently keep its default.
-        hints = "".join(did_you_mean(name, list(fields)) for name in unknown)
-        raise AssetsError(
-            f"asset '{definition.key}' config: unknown field(s) {', '.join(map(repr, unknown))}{hints}; "
-            f"{schema.__name__} has: {', '.join(fields) or 'no fields'}"
-        )
-    try:
-        return schema.model_validate(dict(values or {}))
-    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, reported as one line
-        errors = getattr(exc, "errors", lambda: [])()
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(exc)
-        raise AssetsError(f"asset '{definition.key}' config: {detail}; pass valid values with --config") from None
-
-
-def _check_partition_fits(defs: Definitions, keys: list[AssetKey], partition: str) -> None:
-    """A partition key must be storable, and meant for an asset of the selection.
-
-    Checked when the run is planned, so a bad value never reaches an asset function, and a
-    partition given to unpartitioned assets is not silently ignored.
-    """
-    check_partition_key(partition)
-    if not any(defs.definition(key).partitions is not None for key in keys):
-        raise AssetsError(
-            f"--partition {partition!r} given, but no asset in the selection is partitioned; "
-            "drop --partition or select an asset declared with @asset(partitions=...)"
-        )
-
-
-def _first_set(*values: Any) -> Any:
-    return next((v for v in values if v is not None), None)
 
 
 def _one_line(exc: BaseException) -> str:

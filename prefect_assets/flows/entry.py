@@ -29,7 +29,7 @@ from prefect.task_runners import TaskRunner
 from prefect_assets.definitions import Definitions
 from prefect_assets.errors import AssetsError
 from prefect_assets.flows.build import final_state, run_plan_in_flow
-from prefect_assets.flows.engine import plan_run
+from prefect_assets.flows.plan import plan_run
 from prefect_assets.flows.runners import make_task_runner, override_runner
 from prefect_assets.flows.warm_start import start_early
 
