@@ -52,6 +52,16 @@ class DefaultsConfig(_Strict):
     timeout_seconds: float | None = Field(default=None, gt=0)
 
 
+class LocalServerConfig(_Strict):
+    """The local Prefect server (``prefect-assets server start``) that commands use when
+    ``PREFECT_API_URL`` is unset."""
+
+    start_on_demand: bool = Field(
+        default=False, description="start it when a command needs Prefect and none is running"
+    )
+    port: int = Field(default=4200, ge=1, le=65535, description="its port on 127.0.0.1 when started")
+
+
 class ProjectConfig(_Strict):
     name: str = "assets"
     modules: list[str] = Field(default_factory=lambda: ["assets"])
@@ -59,6 +69,7 @@ class ProjectConfig(_Strict):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     concurrency_limits: dict[str, int] = Field(default_factory=dict)
+    local_server: LocalServerConfig = Field(default_factory=LocalServerConfig)
     deployments: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("io_managers")

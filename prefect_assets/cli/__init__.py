@@ -17,6 +17,7 @@ import typer
 from prefect_assets.cli import assets, init  # noqa: F401 - each module registers its commands
 from prefect_assets.cli import deployments  # noqa: F401 - registers deploy, serve, run
 from prefect_assets.cli import cleanup  # noqa: F401 - registers gc
+from prefect_assets.cli import server  # noqa: F401 - registers server start|stop|status
 from prefect_assets.cli.common import app, err
 
 

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from prefect_assets.assets.selection import select as select_keys
 from prefect_assets.assets.selection import upstream
@@ -22,6 +20,8 @@ from prefect_assets.cli.common import (
     err,
     number,
     out,
+    note_embedded_server,
+    prefect_server,
     prepare_prefect_environment,
     print_table,
     print_text,
@@ -30,6 +30,7 @@ from prefect_assets.cli.common import (
 )
 from prefect_assets.definitions import Definitions
 from prefect_assets.errors import AssetsError
+from prefect_assets.flows.plan import PlannedAsset, fresh_without_a_run, plan_run, preview
 
 
 class GraphFormat(str, Enum):
@@ -178,27 +179,38 @@ def materialize(
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Also print Prefect's flow and task run logs (tracebacks included) here."
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print what would run and why, and what would be skipped; run nothing."
+    ),
 ) -> None:
     """Materialize the selection through a Prefect flow run; exit 1 if an asset failed."""
     prepare_prefect_environment(verbose)  # before the project's modules, which may import Prefect
-    # The project and selection are checked before we import Prefect, which is slow, so a
-    # mistake in either is reported at once.
+    # The run is planned before Prefect is imported, which is slow: a mistake in the project,
+    # the selection or the config is reported at once, and a dry run or a --stale run with
+    # nothing to do ends without Prefect.
     defs = Definitions.load(project)
-    total = len(select_keys(defs.graph, select))
+    plan = plan_run(defs, select, partition=partition, stale_only=stale, config=_parse_config(config))
+    if dry_run:
+        _print_preview(preview(defs, plan))
+        return
+    result = fresh_without_a_run(defs, plan) if plan.partition is None else None
+    if result is not None:
+        _print_summary(result)
+        out.print(f"all {len(result.assets)} selected assets are fresh: nothing to run, no flow run created")
+        return
     from prefect_assets.cli.progress import RunProgress
     from prefect_assets.flows.build import materialize as run_materialize
 
-    with RunProgress(out, total=total) as progress:
-        result = run_materialize(
-            defs, select, partition=partition, stale_only=stale,
-            runner=runner.value if runner else None, max_workers=max_workers,
-            config=_parse_config(config), on_event=progress.on_event,
-        )
-    out.print(_summary_table(result))
-    if result.flow_run_id is None:
-        out.print(f"all {len(result.assets)} selected assets are fresh: nothing to run, no flow run created")
-    else:
+    with prefect_server(_server_options(defs)) as server:
+        with RunProgress(out, total=len(plan.keys)) as progress:
+            result = run_materialize(
+                defs, select, plan=plan, runner=runner.value if runner else None, max_workers=max_workers,
+                on_event=progress.on_event, on_recording=progress.on_recording,
+            )
+        _print_summary(result)
         out.print(f"flow run {result.flow_run_id}: {result.state}")
+        if server is None:
+            note_embedded_server()
     if result.failed:
         retry = ",".join(f"{r.key}+" for r in result.failed)
         err.print(f"{len(result.failed)} asset(s) failed. After fixing, finish the job with:\n"
@@ -245,21 +257,34 @@ def wipe(
     out.print(f"wiped {len(keys)} asset(s), {number(size)} bytes", highlight=False)
 
 
-def _summary_table(result: Any) -> Table:
+def _print_preview(planned: list[PlannedAsset]) -> None:
+    colours = {"run": "green", "fresh": "cyan", "skip": "yellow", "fail": "red"}
+    print_table(["asset", "would", "why"], [(str(p.key), (p.action, colours[p.action]), p.reason) for p in planned])
+    counts = {action: sum(1 for p in planned if p.action == action) for action in colours}
+    out.print(f"dry run: {counts['run']} would run, {counts['fresh']} are fresh, {counts['skip']} would be skipped, "
+              f"{counts['fail']} would fail; nothing ran, no flow run created", highlight=False)
+
+
+def _print_summary(result: Any) -> None:
     """One line per asset; a failed one says why in one line. An ``attempts`` column appears
     when an asset was retried."""
     colours = {"materialized": "green", "fresh": "cyan", "skipped": "yellow", "failed": "red"}
     rows = result.summary_rows()
     retried = any(row["attempts"] > 1 for row in rows)
     columns = ["asset", "status", "seconds", *(["attempts"] if retried else []), "rows", "bytes", "detail"]
-    table = Table(*columns, title="materialize summary")
-    for row in rows:
-        attempts = [str(row["attempts"] or "-")] if retried else []
-        table.add_row(
-            escape(row["asset"]), f"[{colours[row['status']]}]{row['status']}[/]", f"{row['seconds']:.2f}", *attempts,
-            number(row["rows"]), number(row["bytes"]), escape(row["reason"]),
+    out.print("materialize summary", style="bold", highlight=False)
+    print_table(columns, [
+        (
+            row["asset"], (row["status"], colours[row["status"]]), f"{row['seconds']:.2f}",
+            *([str(row["attempts"] or "-")] if retried else []),
+            number(row["rows"]), number(row["bytes"]), row["reason"],
         )
-    return table
+        for row in rows
+    ])
+
+
+def _server_options(defs: Definitions) -> Any:
+    return defs.project.config.local_server if defs.project is not None else None
 
 
 def _parse_config(text: Optional[str]) -> Optional[dict[str, Any]]:

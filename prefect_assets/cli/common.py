@@ -7,7 +7,8 @@ import gc
 import importlib.metadata
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Optional, Union
 
 import typer
@@ -16,6 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from prefect_assets.config import LocalServerConfig
+from prefect_assets.deployments.local_server import LocalServer, use_local_server
 from prefect_assets.errors import AssetsError
 
 app = typer.Typer(
@@ -88,6 +91,27 @@ def prepare_prefect_environment(verbose: bool = False) -> None:
         # among them) still go to the server's flow and task run logs, and --verbose shows
         # them here too. Set in the environment so that worker processes inherit it.
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
+@contextmanager
+def prefect_server(options: LocalServerConfig | None) -> Iterator[LocalServer | None]:
+    """Use the running local Prefect server for the block when ``PREFECT_API_URL`` is unset
+    (started first if the project asks for it on demand); None: Prefect's own choice stands."""
+    options = options or LocalServerConfig()
+    with use_local_server(options.start_on_demand, options.port) as server:
+        yield server
+
+
+def note_embedded_server() -> None:
+    """Say on stderr, when the command used Prefect's embedded server, how to get the faster path."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        err.print(
+            "note: Prefect's embedded server started with this command and stopped with it; for runs "
+            "that start at once and keep their history in the Prefect UI: prefect-assets server start",
+            style="dim", highlight=False, soft_wrap=True,
+        )
 
 
 #: Tables up to this many rows are drawn by rich (colour, cells wrapped to the terminal);

@@ -1,7 +1,8 @@
 """Deployment commands: ``deploy``, ``serve``, ``run``.
 
-All three need a running Prefect server (``PREFECT_API_URL``). Prefect is imported inside
-each command, after :func:`prepare_prefect_environment`, so the other commands stay fast.
+All three need a running Prefect server: ``PREFECT_API_URL``, or else the local server of
+``prefect-assets server start``. Prefect is imported inside each command, after
+:func:`prepare_prefect_environment`, so the other commands stay fast.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from prefect_assets.cli.common import ProjectOption, app, err, out, prepare_prefect_environment, user_errors
+from prefect_assets.cli.common import (
+    ProjectOption,
+    app,
+    err,
+    out,
+    prefect_server,
+    prepare_prefect_environment,
+    user_errors,
+)
 from prefect_assets.errors import AssetsError
 
 NamesArgument = typer.Argument(None, help="Deployment names (default: all of the project's deployments).")
@@ -32,14 +41,17 @@ def deploy(
     from prefect_assets.deployments import serve as deployments
 
     loaded, specs = deployments.load(project, names or [])
-    registered = deployments.deploy(loaded, specs, pool=pool, create_pool=create_pool)
+    with prefect_server(loaded.config.local_server) as server:
+        registered = deployments.deploy(loaded, specs, pool=pool, create_pool=create_pool)
     table = Table("deployment", "on the server", "work pool", "schedules", box=None)
     for item in registered:
         schedules = ", ".join(s.describe() for s in item.spec.all_schedules) or "-"
         table.add_row(item.spec.name, item.full_name, item.work_pool or "-", schedules)
     out.print(table)
+    # A worker is a plain Prefect process: it finds the local server only through PREFECT_API_URL.
+    address = f"PREFECT_API_URL={server.api_url} " if server is not None else ""
     for pool_name in sorted({item.work_pool for item in registered if item.work_pool}):
-        out.print(f"run them with a worker:  prefect worker start --pool {pool_name}", highlight=False)
+        out.print(f"run them with a worker:  {address}prefect worker start --pool {pool_name}", highlight=False)
     out.print(f"trigger a run now:       prefect-assets run {registered[0].spec.name} --wait", highlight=False)
 
 
@@ -61,7 +73,8 @@ def serve(
         schedules = ", ".join(s.describe() for s in spec.all_schedules) or "no schedule (trigger with run)"
         out.print(f"  {spec.name}: {spec.select} — {schedules}", highlight=False)
     out.print(f"trigger a run now: prefect-assets run {specs[0].name} --wait", highlight=False)
-    deployments.serve(loaded, specs, limit=limit)
+    with prefect_server(loaded.config.local_server):
+        deployments.serve(loaded, specs, limit=limit)
 
 
 @app.command()
@@ -83,7 +96,7 @@ def run(
     full = runs.deployment_full_name(loaded, name)
     overrides = runs.check_overrides(_parse_params(param or []))
     hint = f"register it with: prefect-assets deploy {name} (or serve it: prefect-assets serve {name})"
-    with connect() as client:
+    with prefect_server(loaded.config.local_server if loaded else None), connect() as client:
         flow_run = runs.trigger(client, full, overrides, hint)
         out.print(f"flow run {flow_run.name} ({flow_run.id}) of {full}", highlight=False)
         out.print(flow_run_url(flow_run.id), highlight=False)

@@ -13,7 +13,7 @@ from prefect_assets.assets.keys import AssetKey
 
 
 #: Loggers whose warnings are notes for the user of ``materialize`` (printed above the bar).
-NOTE_LOGGERS = ("prefect_assets.flows.killed_runs",)
+NOTE_LOGGERS = ("prefect_assets.flows.killed_runs", "prefect_assets.flows.embedded_server")
 
 
 class RunProgress:
@@ -44,6 +44,12 @@ class RunProgress:
             logger.removeHandler(self._notes)
             logger.propagate = True
         self._progress.stop()
+
+    def on_recording(self, recorded: int, expected: int) -> None:
+        """After the run, while Prefect's embedded server records its task runs."""
+        self._progress.update(
+            self._task, description=f"waiting for Prefect to record the task runs: {recorded}/{expected}"
+        )
 
     def on_event(self, kind: str, key: AssetKey, result: Any) -> None:
         if kind == "running":

@@ -22,15 +22,16 @@ from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 from prefect_assets.errors import AssetsError
 from prefect_assets.flows.api import check_health
 
-_START_A_SERVER = "start one with: prefect server start, then export PREFECT_API_URL=http://127.0.0.1:4200/api"
+_START_A_SERVER = "start one with: prefect-assets server start (or point PREFECT_API_URL at yours)"
 
 
 def api_url() -> str:
     """The configured ``PREFECT_API_URL`` (environment or Prefect profile).
 
     Raises:
-        AssetsError: it is unset. Without it Prefect would start a throwaway in-process
-            server, which forgets deployments and runs no schedules when the command exits.
+        AssetsError: it is unset (and no local server is running: the CLI sets it to that
+            one). Without it Prefect would start a throwaway in-process server, which
+            forgets deployments and runs no schedules when the command exits.
     """
     url = PREFECT_API_URL.value()
     if not url:

@@ -137,6 +137,8 @@ def materialize(
     Args:
         defs_or_assets: a :class:`Definitions` or a list of assets (stored under ``./data``).
         select: selection expression; options as for :func:`build_flow`, and ``on_recording``.
+            ``plan``: a plan already made by :func:`~prefect_assets.flows.plan.plan_run` and
+            found to need a run (the CLI plans before it imports Prefect).
 
     Returns:
         A row per selected asset: materialized / skipped (why) / failed (error) / fresh, with
@@ -153,11 +155,13 @@ def materialize(
     on_recording = options.pop("on_recording", None)
     results: list[MaterializeResult] = []
     # Bad input raises here, before anything starts.
-    plan = plan_run(defs, select, partition=options.get("partition"), stale_only=options.get("stale_only", False),
-                    config=options.get("config"))
-    nothing_to_do = fresh_without_a_run(defs, plan) if plan.partition is None else None
-    if nothing_to_do is not None:
-        return nothing_to_do
+    plan = options.pop("plan", None)
+    if plan is None:
+        plan = plan_run(defs, select, partition=options.get("partition"),
+                        stale_only=options.get("stale_only", False), config=options.get("config"))
+        nothing_to_do = fresh_without_a_run(defs, plan) if plan.partition is None else None
+        if nothing_to_do is not None:
+            return nothing_to_do
     flow = build_flow(defs, select, results=results, asynchronous=True, plan=plan, **options)
     require_reachable_api()
     runner_config = override_runner(defs.runner, options.get("runner"), options.get("max_workers"))

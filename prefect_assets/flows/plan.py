@@ -98,10 +98,11 @@ def fresh_without_a_run(defs: Definitions, plan: RunPlan) -> MaterializeResult |
 
 @dataclass(frozen=True)
 class PlannedAsset:
-    """What a run would do with one selected asset: ``run``, ``skip`` or ``fail``, and why."""
+    """What a run would do with one selected asset, and why: ``run`` it, leave it ``fresh``
+    (``stale_only``), ``skip`` it (an upstream fails or is skipped) or ``fail`` it unrun."""
 
     key: AssetKey
-    action: Literal["run", "skip", "fail"]
+    action: Literal["run", "fresh", "skip", "fail"]
     reason: str
 
 
@@ -134,7 +135,7 @@ def _planned(
 ) -> PlannedAsset:
     for up in sorted(ups):
         before = decided.get(up)
-        if before is not None and before.action != "run":
+        if before is not None and before.action in ("fail", "skip"):
             return PlannedAsset(key, "skip", f"upstream '{up}' would {'fail' if before.action == 'fail' else 'be skipped'}")
         if up not in selected and records.get(up) is None:
             return PlannedAsset(key, "fail", f"upstream '{up}' was never materialized; select it too: --select +{key}")
@@ -142,7 +143,7 @@ def _planned(
         return PlannedAsset(key, "run", f"partition {plan.partition}")
     if status.state == "fresh":
         if plan.stale_only:
-            return PlannedAsset(key, "skip", "fresh: code and inputs unchanged")
+            return PlannedAsset(key, "fresh", "code and inputs unchanged")
         return PlannedAsset(key, "run", "fresh, selected (--stale would skip it)")
     return PlannedAsset(key, "run", str(status))
 
