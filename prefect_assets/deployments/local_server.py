@@ -249,7 +249,10 @@ def _reaped(pid: int) -> bool:
 
 
 def _port_free(port: int) -> bool:
+    """Whether nothing listens on ``port``. SO_REUSEADDR, as the server itself (uvicorn) binds:
+    the closed connections of a server just stopped (TIME_WAIT, a minute) do not count."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
