@@ -316,6 +316,7 @@ def test_materialize_uses_the_running_local_server_and_it_records_every_task_run
     assert final == "Completed"
     assert "embedded" not in result.stdout + result.stderr
     assert has_flow_run(local_server.api_url, flow_run_id)
+    assert "Traceback" not in result.stderr, output(result)
     assert flow_run_count(local_server.api_url) == before + 1
 
     counts: list[int] = []
@@ -345,6 +346,7 @@ def test_embedded_server_records_every_task_run_before_the_command_ends(generate
     assert final == "Completed"
     assert EMBEDDED_NOTE in result.stderr and "prefect-assets server start" in result.stderr, output(result)
     assert result.stderr.count(EMBEDDED_NOTE) == 1
+    assert "Traceback" not in result.stderr and "CancelledError" not in result.stderr, output(result)
     assert state(home) is None  # nothing left running: the embedded server stopped with the command
 
     with sqlite3.connect(f"file:{home / 'prefect.db'}?mode=ro", uri=True) as db:
