@@ -76,6 +76,8 @@ MULTIPART_PROTOCOLS = frozenset({"s3", "s3a"})
 #: tops out well below the link's bandwidth; four ranges in flight come close to it.
 RANGED_READ_PROTOCOLS = frozenset({"s3", "s3a"})
 
+#: Local files of at least this many bytes are memory-mapped by :func:`read_local`, smaller ones read.
+MAP_SIZE = 1024 * 1024
 #: Bytes per range in :func:`read_all` (objects larger than this are read in ranges).
 RANGE_SIZE = 64 * 2**20
 
@@ -442,21 +444,24 @@ def _read_local(path: str) -> Any:
 
 
 def read_local(path: str) -> tuple[Any, Identity]:
-    """A local file's content, zero-copy, and the :data:`Identity` of the very file it came from.
+    """A local file's content and the :data:`Identity` of the very file it came from.
 
-    Memory-mapped: no copy into Python memory, and Parquet decodes straight from the page
-    cache. The identity comes from the open file, not the path, so a concurrent ``os.replace``
-    of the path can neither change what is read nor make it look like another file.
+    A file of :data:`MAP_SIZE` bytes or more is memory-mapped, as a zero-copy ``pyarrow.Buffer``:
+    no copy into Python memory, and Parquet decodes straight from the page cache. A smaller one
+    is read into ``bytes``: cheaper than a mapping for small values, and a run whose values are
+    all small never imports pyarrow. The identity comes from the open file, not the path, so a
+    concurrent ``os.replace`` of the path can neither change what is read nor make it look like
+    another file.
 
     Raises:
         FileNotFoundError: no such file.
     """
-    import pyarrow as pa
-
     with open(path, "rb") as f:
         stat = os.fstat(f.fileno())
-        if stat.st_size == 0:
-            return b"", local_identity(stat)  # an empty file cannot be memory-mapped
+        if stat.st_size < MAP_SIZE:
+            return f.read(), local_identity(stat)
+        import pyarrow as pa
+
         # The mapping holds the inode, so the content stays that file's even once replaced;
         # it is unmapped when the last buffer over it is released.
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
