@@ -30,7 +30,8 @@ def start(
     project: Optional[Path] = typer.Option(None, "--project", "-p", metavar="DIR", help="Project folder for its port."),
 ) -> None:
     """Start Prefect's server in the background, or report the one already running."""
-    out.print("starting the Prefect server (a new database takes a little longer)...", highlight=False)
+    if local_server.find_running() is None:
+        out.print("starting the Prefect server (a new database takes a little longer)...", highlight=False)
     server, started = local_server.start(port or _project_port(project))
     out.print(f"Prefect server {'started' if started else 'already running'} (pid {server.pid})", highlight=False)
     _describe(server)

@@ -207,13 +207,18 @@ def _write_state(server: LocalServer) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie waiting for its parent has)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, someone else's
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc here: existing is all we can tell
+        return True
+    return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
 
 
 def _runs_prefect(pid: int) -> bool:
@@ -240,7 +245,7 @@ def _terminate(pid: int) -> None:
 
 
 def _reaped(pid: int) -> bool:
-    """Reap ``pid`` if it is our own exited child (a zombie still answers ``kill(pid, 0)``)."""
+    """Reap ``pid`` if it is our own exited child."""
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:  # not our child: its parent reaps it
