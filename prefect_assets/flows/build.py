@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -168,9 +169,14 @@ def materialize(
     # Before the embedded server's start-up, so the forkserver's imports overlap it.
     start_early(runner_config)
     start_embedded_server()  # if used: the one Prefect would start, stopped if we are killed
-    crash_runs_of_ended_processes_and_report()
-    with local_cluster_started_early(runner_config), api_shared_with_workers(runner_config), tags(*owner_tags()):
-        state: State = _run_to_completion(flow(return_state=True))
+    # Housekeeping for earlier runs, not a step of this one: it talks to the server while this
+    # run starts, and is done (its notes logged) before the run's result is returned.
+    housekeeping = _started_in_a_thread(crash_runs_of_ended_processes_and_report)
+    try:
+        with local_cluster_started_early(runner_config), api_shared_with_workers(runner_config), tags(*owner_tags()):
+            state: State = _run_to_completion(flow(return_state=True))
+    finally:
+        housekeeping.join()
     if not results:  # the flow failed before our body finished: surface Prefect's own error
         state.result()
         raise RuntimeError(f"flow run ended {state.name} without a result")
@@ -220,6 +226,14 @@ def _in_sync_client_context(body: Callable[[], Any]) -> Any:
     """
     with SyncClientContext.get_or_create(), without_owner_tags():
         return body()
+
+
+def _started_in_a_thread(body: Callable[[], Any]) -> threading.Thread:
+    """``body`` started in a daemon thread with a copy of this context (Prefect's settings)."""
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(body,), daemon=True,
+                              name="prefect-assets-housekeeping")
+    thread.start()
+    return thread
 
 
 def _run_to_completion(coroutine: Coroutine[Any, Any, State]) -> State:
