@@ -784,6 +784,8 @@ def test_assets_import_in_a_process_started_elsewhere(tmp_path):
     import pickle
     import subprocess
 
+    import prefect_assets.flows  # noqa: F401 - flows own how assets cross processes
+
     root = write_project(tmp_path / "proj", "roaming_assets", SCENARIO, str(tmp_path / "data"))
     defs = Definitions.load(root)
     payload = pickle.dumps(defs.definition(AssetKey.parse("branch")))

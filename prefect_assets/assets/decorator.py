@@ -7,16 +7,12 @@ project is checked here, when the module is imported, so a typo surfaces immedia
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import sys
-import threading
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from prefect_assets.assets.code_version import PinnedSource, bytecode_version, pin_source
@@ -86,66 +82,6 @@ class AssetDefinition:
         if code is None:
             return repr(self.fn)
         return f"{code.co_filename}:{code.co_firstlineno}"
-
-    def __reduce__(self):
-        # Process pools, Dask and Ray pickle task arguments. The decorated module attribute
-        # *is* this definition, so pickling ``fn`` by reference would fail ("not the same
-        # object"); instead a module-level asset travels as (module, name) and is re-imported.
-        # The directory the module was imported from travels too: a Dask or Ray worker started
-        # elsewhere (another cwd, no project root on sys.path) can then import the project's
-        # modules without any worker plugin or setup. ``__main__`` differs in every process,
-        # so such assets go by value (cloudpickle, which Prefect, Dask and Ray all use).
-        module, qualname = self.fn.__module__, self.fn.__qualname__
-        if module != "__main__":
-            try:
-                found = _import_object(module, qualname)
-            except Exception:  # noqa: BLE001 - not importable: fall back to pickling by value
-                found = None
-            if found is self:
-                return (_import_object, (module, qualname, _import_root(module)))
-        return super().__reduce__()
-
-
-#: Serializes sys.path and sys.modules changes between threads of one worker process.
-_IMPORT_LOCK = threading.RLock()
-
-
-def _import_object(module: str, qualname: str, root: str | None = None) -> Any:
-    """Import ``module`` (from ``root`` when given) and return ``qualname`` in it.
-
-    A long-lived worker may serve several projects whose modules share a name (or an earlier
-    copy of this one from another directory): a cached module that was not loaded from
-    ``root`` is dropped and imported again from there, so the worker runs this project's code.
-    """
-    with _IMPORT_LOCK:
-        if root is not None:
-            if root not in sys.path:
-                sys.path.insert(0, root)
-            cached_root = _import_root(module)
-            if cached_root is not None and cached_root != root:
-                sys.path.remove(root)
-                sys.path.insert(0, root)
-                top = module.split(".")[0]
-                for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
-                    del sys.modules[name]
-                importlib.invalidate_caches()
-        obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _import_root(module: str) -> str | None:
-    """The ``sys.path`` entry ``module`` was imported from: its file, minus its dotted name."""
-    loaded = sys.modules.get(module)
-    file = getattr(loaded, "__file__", None)
-    if file is None:
-        return None
-    path = Path(file).resolve().parent
-    depth = module.count(".") + (1 if Path(file).name == "__init__.py" else 0)
-    for _ in range(depth):
-        path = path.parent
-    return str(path)
 
 
 def asset(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect_assets.flows import asset_pickling  # noqa: F401 - registers how assets cross processes
+
 
 def __getattr__(name: str) -> Any:
     # ``prefect_assets.flows:materialize_assets`` is the deployable flow (see flows/entry.py);
