@@ -9,25 +9,32 @@ without running; with ``stale_only`` an asset still fresh is reported
 
 from __future__ import annotations
 
+import gc
 import graphlib
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.results import ResultRecord, ResultRecordMetadata
 
 from prefect_assets.assets.keys import AssetKey
 from prefect_assets.assets.selection import upstream
 from prefect_assets.assets.versions import FRESH, AssetStatus, asset_status, graph_status
+from prefect_assets.flows.killed_runs import PROCESS_TAG, SCOPE_TAG
 from prefect_assets.flows.plan import RunPlan
 from prefect_assets.flows.results import AssetResult, MaterializeResult
 from prefect_assets.flows.tasks import Sealed, asset_task, asset_uri
 
 if TYPE_CHECKING:
     from prefect_assets.definitions import Definitions
+
+#: Tags that name the process owning a flow run (see :mod:`prefect_assets.flows.killed_runs`).
+OWNER_TAG_PREFIXES = (SCOPE_TAG, PROCESS_TAG)
 
 #: Called with ``("running", key, None)`` when an asset is submitted and
 #: ``("done", key, AssetResult)`` when its outcome is known.
@@ -36,7 +43,44 @@ EventCallback = Callable[[str, AssetKey, "AssetResult | None"], None]
 
 def execute_plan(defs: Definitions, plan: RunPlan, on_event: EventCallback | None = None) -> MaterializeResult:
     """Run the plan inside the current flow run and report every asset's outcome."""
-    return _Scheduler(defs, plan, on_event or (lambda *_: None)).run()
+    with _heap_frozen(), _owner_tags_off_task_events():
+        return _Scheduler(defs, plan, on_event or (lambda *_: None)).run()
+
+
+@contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """Inside the block, the garbage collector leaves alone every object that existed before it.
+
+    A run allocates several objects per asset on every thread (Prefect's states, events, run
+    contexts), so the collector runs often, and each full collection walked the whole heap of
+    the process (Prefect's modules, the definitions) although nothing there becomes garbage
+    during a run. ``gc.freeze`` sets those objects aside; ``gc.unfreeze`` hands them back to the
+    collector when the run ends, so nothing is kept alive longer than it would have been.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@contextmanager
+def _owner_tags_off_task_events() -> Iterator[None]:
+    """Inside the block, the flow run as task runs see it does not carry our owner tags.
+
+    Prefect lists the flow run's tags as related resources of every event a task run emits
+    (several per asset), and the server stores each of them; the owner tags
+    (:func:`~prefect_assets.flows.killed_runs.owner_tags`) only need to be on the flow run
+    itself, where they stay. The user's own tags are kept.
+    """
+    context = FlowRunContext.get()
+    flow_run = getattr(context, "flow_run", None)
+    if flow_run is None or not any(tag.startswith(OWNER_TAG_PREFIXES) for tag in flow_run.tags):
+        yield
+        return
+    kept = [tag for tag in flow_run.tags if not tag.startswith(OWNER_TAG_PREFIXES)]
+    with context.model_copy(update={"flow_run": flow_run.model_copy(update={"tags": kept})}):
+        yield
 
 
 @dataclass
