@@ -46,8 +46,10 @@ class PendingCommit:
     record: MaterializationRecord | None
 
     def to_json(self) -> bytes:
-        record = json.loads(self.record.to_json()) if self.record is not None else None
-        return json.dumps({"key": self.key, "partition": self.partition, "record": record}).encode()
+        # The record's own JSON is spliced in rather than decoded and encoded again.
+        head = json.dumps({"key": self.key, "partition": self.partition})
+        record = self.record.to_json() if self.record is not None else b"null"
+        return head[:-1].encode() + b', "record": ' + record + b"}"
 
     @classmethod
     def from_json(cls, data: bytes) -> PendingCommit:

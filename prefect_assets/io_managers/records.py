@@ -97,7 +97,7 @@ class MaterializationRecord:
         the pure-Python one that indenting needs, and every asset writes a record
         (``jq . record.json`` pretty-prints one).
         """
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields = {name: getattr(self, name) for name in _RECORD_FIELD_ORDER}
         return json.dumps(fields, default=_plain, ensure_ascii=False, sort_keys=True).encode()
 
     @classmethod
@@ -122,7 +122,8 @@ class MaterializationRecord:
             raise ValueError(str(e)) from None
 
 
-_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(MaterializationRecord))
+_RECORD_FIELD_ORDER = tuple(f.name for f in dataclasses.fields(MaterializationRecord))
+_RECORD_FIELDS = frozenset(_RECORD_FIELD_ORDER)
 
 
 class RecordStore:
