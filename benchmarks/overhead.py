@@ -1,66 +1,84 @@
-"""Per-asset overhead: prefect-assets vs the same graph written as plain Prefect tasks.
+"""Per-asset overhead and client memory: prefect-assets vs the same graph written in plain Prefect.
 
-A layered graph of N trivial assets (each reads two upstream values and writes its own) runs
-twice per round in one process against one Prefect server:
+A layered graph of N trivial assets (each reads two values of the layer above and returns one)
+runs in every form below, each in a fresh child process against one running Prefect server:
 
-* **prefect-assets**: ``materialize(defs)``: our scheduler, one task per asset, values
-  pickled to local disk by the IO manager, plus a materialization record per asset.
-* **hand-written Prefect**: one ``@task`` per node submitted with ``wait_for`` on its upstream
-  futures, each loading its inputs from pickle files and pickling its output: the same disk
-  work, without records, versions or lineage. The budget (ratio <= 1.10) is against this one.
-* **hand-written Prefect ``@materialize``**: the same tasks as Prefect ``MaterializingTask`` s
-  with their asset URI and upstream ``asset_deps``, so Prefect emits the same asset events
-  (lineage) ours does: the like-for-like cost of what a Prefect user writes to get lineage.
+* ``ours``: ``materialize(defs)`` (an async flow, its body in a thread): our scheduler, one
+  Prefect task per asset, each value pickled to local disk with fsync by the IO manager, a
+  materialization record per asset, Prefect's asset events with explicit lineage.
+* ``ours-sync``: the same definitions as the sync flow ``defs.to_flow()`` that a user calls.
+* ``task``: plain ``@task`` s as a Prefect user writes them, values passed in memory as futures;
+  no storage, no records, no lineage. The issue's budget: ours <= 1.15x this.
+* ``materialize``: Prefect's own ``@materialize(uri)`` tasks (``MaterializingTask``), values
+  passed as futures (Prefect infers the upstream assets from them): the same asset events as
+  ours, storing nothing. The issue's budget: ours <= 0.95x this.
+* ``task-disk`` / ``materialize-disk`` (``--disk``): as above, but each task loads its inputs
+  from pickle files and pickles its output to a file (no fsync): the same kind of disk work as
+  ours, for reference.
 
-Each baseline runs twice: in a sync flow (what a Prefect user usually writes) and in an async
-flow whose body runs in a thread, the way ``materialize()`` runs ours. Prefect 3.8 ends a sync
-flow run by joining a heartbeat thread that sleeps in one-second steps, so a sync run is
-rounded up to a whole second; the async columns compare like with like.
+Baselines run in a sync flow (what a Prefect user usually writes) and in an async flow whose
+body runs in a thread with one shared sync API client, built the way ``materialize()`` runs
+ours (the ``-async`` legs); ours in an async flow is compared with the async legs and
+``ours-sync`` with the sync ones. Prefect's sync flow engine ends by joining a heartbeat
+thread that sleeps in one-second steps, so sync times are rounded up to a whole second.
 
-All use ``ThreadPoolTaskRunner(max_workers=W)``. The Prefect server records task runs
-asynchronously, so before each timed run the benchmark waits until the server has recorded
-every task run so far: each side starts on an idle server instead of paying for the other's
-backlog. Rounds rotate the order; the best time of each side is compared. Prints seconds and the
-ratios (budget: <= 1.10 against plain tasks).
+Every leg is a fresh ``python`` process: it imports everything, runs the same graph of 10
+assets untimed (first-call costs: the API connection, the events worker), then times the run
+of N assets and reports its seconds and the process's peak RSS (``ru_maxrss``). All use
+``ThreadPoolTaskRunner(max_workers=W)`` (W defaults to 6, the thread runner's default on 2
+cores). The server records task runs from their events after a run returns; before each leg
+the benchmark waits until it has recorded every task run so far and gone idle, so no leg pays
+for another's backlog. Rounds rotate the order of the legs. Prints the median of the rounds for
+each leg, the ratios of the medians, the range of the per-round ratios, and the peak RSS.
 
-Run:  python benchmarks/overhead.py --sizes 200 1000 --rounds 2
+Without ``--api-url`` the benchmark starts its own ``prefect server start`` on 127.0.0.1 and a
+free port (PREFECT_HOME in a temporary directory, analytics off) and stops it at the end.
+
+Run:  python benchmarks/overhead.py --sizes 1000 --rounds 5
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import pickle
+import resource
 import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from functools import partial
+import urllib.request
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-from prefect import flow, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.context import SyncClientContext  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-from prefect.tasks import MaterializingTask  # noqa: E402
+#: Legs timed by default, in the order of the first round; ``--disk`` adds the disk ones.
+LEGS = ["ours", "task-async", "materialize-async", "ours-sync", "task", "materialize"]
+DISK_LEGS = ["task-disk-async", "materialize-disk-async"]
+#: Which baseline each of ours is compared with.
+PAIRS = [
+    ("ours", "task-async"), ("ours", "materialize-async"),
+    ("ours-sync", "task"), ("ours-sync", "materialize"),
+    ("ours", "task-disk-async"), ("ours", "materialize-disk-async"),
+]
+WARM_UP_ASSETS = 10
 
-from prefect_assets import Definitions, asset, materialize  # noqa: E402
-from prefect_assets.config import RunnerConfig  # noqa: E402
-from prefect_assets.io_managers import FsspecIOManager  # noqa: E402
 
+# --- the graph ------------------------------------------------------------------------------
 
-def layered_graph(n: int) -> list[list[str]]:
-    """Node names in layers; every node after the first layer reads two nodes of the layer above."""
+def upstream_pairs(n: int) -> dict[str, list[str]]:
+    """``{node: upstream nodes}`` of a layered graph: every node after the first layer (of
+    about sqrt(n) nodes) reads two nodes of the layer above."""
     width = max(1, int(round(n ** 0.5)))
     names = [f"n{i}" for i in range(n)]
-    return [names[i:i + width] for i in range(0, n, width)]
-
-
-def upstream_pairs(layers: list[list[str]]) -> dict[str, list[str]]:
+    layers = [names[i:i + width] for i in range(0, n, width)]
     ups: dict[str, list[str]] = {}
     for depth, layer in enumerate(layers):
         above = layers[depth - 1] if depth else []
@@ -73,7 +91,13 @@ def combine(*values: int) -> int:
     return sum(values) + 1
 
 
-def asset_definitions(ups: dict[str, list[str]]) -> list:
+# --- the legs, each run in a child process ---------------------------------------------------
+
+def prepare_ours(ups: dict[str, list[str]], workers: int, folder: Path, asynchronous: bool):
+    from prefect_assets import Definitions, asset, materialize
+    from prefect_assets.config import RunnerConfig
+    from prefect_assets.io_managers import FsspecIOManager
+
     def root() -> int:
         return combine()
 
@@ -84,46 +108,61 @@ def asset_definitions(ups: dict[str, list[str]]) -> list:
         return combine(a, b)
 
     by_arity = [root, one, two]
-    return [
-        asset(by_arity[len(parents)], name=name, format="pickle", ins=dict(zip("ab", parents)))
-        for name, parents in ups.items()
-    ]
-
-
-def run_prefect_assets(ups: dict[str, list[str]], workers: int, folder: Path) -> float:
     defs = Definitions(
-        asset_definitions(ups),
+        [asset(by_arity[len(p)], name=name, format="pickle", ins=dict(zip("ab", p))) for name, p in ups.items()],
         io_managers={"default": FsspecIOManager(str(folder))},
         runner=RunnerConfig(type="thread", max_workers=workers),
     )
-    started = time.perf_counter()
-    result = materialize(defs)
-    elapsed = time.perf_counter() - started
-    assert result.success and len(result.by_status("materialized")) == len(ups), result.summary_rows()[:3]
-    return elapsed
+
+    def check(result) -> None:
+        assert result.success and len(result.by_status("materialized")) == len(ups), result.summary_rows()[:3]
+
+    if asynchronous:
+        return lambda: check(materialize(defs))
+    results: list = []
+    flow = defs.to_flow(results=results)
+    return lambda: (flow(), check(results[0]))
 
 
-def run_plain_prefect(ups: dict[str, list[str]], workers: int, folder: Path, lineage: bool = False,
-                      asynchronous: bool = False) -> float:
-    def work(name: str, parents: list[str]) -> None:
-        values = [pickle.loads((folder / f"{p}.pkl").read_bytes()) for p in parents]
-        (folder / f"{name}.pkl").write_bytes(pickle.dumps(combine(*values)))
+def prepare_prefect(ups: dict[str, list[str]], workers: int, folder: Path, lineage: bool, asynchronous: bool,
+                    disk: bool):
+    from prefect import flow, task
+    from prefect.assets import materialize
+    from prefect.context import SyncClientContext
+    from prefect.futures import wait
+    from prefect.task_runners import ThreadPoolTaskRunner
 
     def uri(name: str) -> str:
         return f"file://{folder}/{name}"
 
-    def node_task(name: str, parents: list[str]):
-        if lineage:  # what @materialize(uri, asset_deps=[...]) builds
-            return MaterializingTask(work, assets=[uri(name)], asset_deps=[uri(p) for p in parents],
-                                     task_run_name=name, cache_policy=NO_CACHE, persist_result=False)
-        return task(work, task_run_name=name, cache_policy=NO_CACHE, persist_result=False)
+    if disk:
+        def work(name: str, parents: list[str]) -> None:
+            values = [pickle.loads((folder / f"{p}.pkl").read_bytes()) for p in parents]
+            (folder / f"{name}.pkl").write_bytes(pickle.dumps(combine(*values)))
+    else:
+        def work(*values: int) -> int:
+            return combine(*values)
+
+    # Tasks are made before the flow runs, as a user's module defines them at import time.
+    if lineage:
+        tasks = {
+            name: materialize(uri(name), name=name, task_run_name=name,
+                              **({"asset_deps": [uri(p) for p in ups[name]]} if disk else {}))(work)
+            for name in ups
+        }
+    else:
+        tasks = {name: task(work, name=name, task_run_name=name) for name in ups}
 
     def submit_and_wait() -> None:
         futures = {}
         for name, parents in ups.items():
-            futures[name] = node_task(name, parents).submit(name, parents, wait_for=[futures[p] for p in parents])
-        for future in futures.values():
-            future.wait()
+            if disk:
+                futures[name] = tasks[name].submit(name, parents, wait_for=[futures[p] for p in parents])
+            else:
+                futures[name] = tasks[name].submit(*[futures[p] for p in parents])
+        wait(list(futures.values()))
+        if not disk:
+            assert all(f.state.is_completed() for f in futures.values())
 
     def in_thread() -> None:
         with SyncClientContext.get_or_create():  # one API client for all tasks, as a sync flow has
@@ -132,89 +171,200 @@ def run_plain_prefect(ups: dict[str, list[str]], workers: int, folder: Path, lin
     async def submit_and_wait_in_thread() -> None:
         await asyncio.to_thread(in_thread)
 
-    plain_graph = flow(submit_and_wait_in_thread if asynchronous else submit_and_wait, name="plain-graph",
-                       task_runner=ThreadPoolTaskRunner(max_workers=workers), persist_result=False)
-    run = (lambda: asyncio.run(plain_graph())) if asynchronous else plain_graph
+    graph = flow(submit_and_wait_in_thread if asynchronous else submit_and_wait, name="plain-graph",
+                 task_runner=ThreadPoolTaskRunner(max_workers=workers))
+    run = (lambda: asyncio.run(graph())) if asynchronous else graph
 
-    started = time.perf_counter()
-    run()
-    elapsed = time.perf_counter() - started
-    assert len(list(folder.glob("*.pkl"))) == len(ups)
-    return elapsed
+    def run_and_check() -> None:
+        run()
+        if disk:
+            assert len(list(folder.glob("*.pkl"))) == len(ups)
+
+    return run_and_check
 
 
-def wait_for_server_to_catch_up(expected_task_runs: int, timeout: float = 600) -> None:
-    """Block until the server has recorded ``expected_task_runs`` task runs and gone idle.
+def prepare(leg: str, ups: dict[str, list[str]], workers: int, folder: Path):
+    asynchronous = leg == "ours" or leg.endswith("-async")
+    if leg.startswith("ours"):
+        return prepare_ours(ups, workers, folder, asynchronous)
+    return prepare_prefect(ups, workers, folder, lineage=leg.startswith("materialize"), asynchronous=asynchronous,
+                           disk="-disk" in leg)
 
-    The server (a child process) keeps working through a run's events after the run returns;
-    a run timed then would pay for its predecessor's backlog.
-    """
+
+def child(leg: str, n: int, workers: int, profile: str | None) -> None:
+    """Run ``leg`` once small (untimed), then on ``n`` assets (timed); print one JSON line."""
+    base = Path(tempfile.mkdtemp(prefix=f"overhead-{leg}-"))
+    try:
+        (base / "warm").mkdir()
+        (base / "run").mkdir()
+        prepare(leg, upstream_pairs(WARM_UP_ASSETS), workers, base / "warm")()
+        run = prepare(leg, upstream_pairs(n), workers, base / "run")
+        cpu = time.process_time()
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            started = time.perf_counter()
+            profiler.runcall(run)
+            elapsed = time.perf_counter() - started
+            profiler.dump_stats(profile)
+        else:
+            started = time.perf_counter()
+            run()
+            elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        print(json.dumps({"leg": leg, "seconds": elapsed, "cpu": cpu, "rss_mib": peak_kib / 1024}), flush=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --- the server ------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def start_server() -> tuple[subprocess.Popen, str, Path]:
+    """``prefect server start`` on 127.0.0.1 and a free port, with a PREFECT_HOME of its own."""
+    home = Path(tempfile.mkdtemp(prefix="overhead-server-"))
+    port = _free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env.pop("PREFECT_API_URL", None)
+    with open(home / "server.log", "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    deadline = time.monotonic() + 180
+    while not _healthy(api_url):
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop_server(server)
+            sys.exit(f"prefect server did not start; see {home / 'server.log'}")
+        time.sleep(0.5)
+    return server, api_url, home
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    if server.poll() is not None:
+        return
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=20)
+    except ProcessLookupError:
+        pass
+
+
+def count_task_runs(api_url: str) -> int:
+    request = urllib.request.Request(f"{api_url}/task_runs/count", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(response.read())
+
+
+def wait_until_idle(api_url: str, server_pid: int | None, expected_task_runs: int, timeout: float = 600) -> None:
+    """Block until the server has recorded ``expected_task_runs`` task runs and its processes
+    have gone quiet (under 5% CPU for 1.5 s)."""
     import psutil
-    from prefect.client.orchestration import get_client
 
     deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            if client.request("POST", "/task_runs/count", json={}).json() >= expected_task_runs:
-                break
-            time.sleep(0.5)
-    servers = psutil.Process().children(recursive=True)
-    for server in servers:
-        server.cpu_percent(interval=None)  # the first call only starts psutil's measurement
+    while time.monotonic() < deadline and count_task_runs(api_url) < expected_task_runs:
+        time.sleep(0.5)
+    if server_pid is None:
+        return
+    root = psutil.Process(server_pid)
+    processes = [root, *root.children(recursive=True)]
+    for process in processes:
+        process.cpu_percent(interval=None)  # the first call only starts psutil's measurement
     quiet = 0
     while quiet < 3 and time.monotonic() < deadline:
         time.sleep(0.5)
-        busy = sum(p.cpu_percent(interval=None) for p in servers)
+        busy = sum(p.cpu_percent(interval=None) for p in processes if p.is_running())
         quiet = quiet + 1 if busy < 5 else 0
 
 
-#: What is timed, in the order of the first round: label -> (column heading, run).
-LEGS = {
-    "ours": ("prefect-assets s", run_prefect_assets),
-    "task": ("@task sync", run_plain_prefect),
-    "task-async": ("@task async", partial(run_plain_prefect, asynchronous=True)),
-    "materialize": ("@materialize sync", partial(run_plain_prefect, lineage=True)),
-    "materialize-async": ("@materialize async", partial(run_plain_prefect, lineage=True, asynchronous=True)),
-}
+def run_leg(leg: str, n: int, workers: int, api_url: str) -> dict:
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", leg, "--sizes", str(n), "--workers", str(workers)],
+        env=env, capture_output=True, text=True,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        sys.exit(f"leg {leg} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=6)
+    parser.add_argument("--legs", nargs="+", help=f"legs to time (default: {' '.join(LEGS)})")
+    parser.add_argument("--disk", action="store_true", help="also time the disk-work baselines")
+    parser.add_argument("--api-url", help="a running Prefect server's API URL (default: start one)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", help="with --child: write a cProfile of the timed run here")
     args = parser.parse_args()
+    if args.child:
+        child(args.child, args.sizes[0], args.workers, args.profile)
+        return
 
-    # Warm up the server and every code path once, untimed.
-    with tempfile.TemporaryDirectory() as tmp:
-        small = upstream_pairs(layered_graph(20))
-        for label, (_, run) in LEGS.items():
-            Path(tmp, label).mkdir()
-            run(small, args.workers, Path(tmp, label))
-    task_runs = len(LEGS) * 20
+    legs = args.legs or LEGS + (DISK_LEGS if args.disk else [])
+    server, api_url, home = (None, args.api_url, None) if args.api_url else start_server()
+    server_pid = server.pid if server else None
+    try:
+        print(f"server {api_url}; {args.workers} worker threads; median of {args.rounds} rounds; "
+              f"{time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+        task_runs = count_task_runs(api_url)
+        for n in args.sizes:
+            runs: dict[str, list[dict]] = {leg: [] for leg in legs}
+            for round_ in range(args.rounds):
+                shift = round_ % len(legs)
+                for leg in legs[shift:] + legs[:shift]:
+                    wait_until_idle(api_url, server_pid, task_runs)
+                    outcome = run_leg(leg, n, args.workers, api_url)
+                    runs[leg].append(outcome)
+                    task_runs += n + WARM_UP_ASSETS
+                    print(f"  round {round_ + 1} {leg:>22}: {outcome['seconds']:6.2f} s "
+                          f"(cpu {outcome['cpu']:6.2f} s), peak RSS {outcome['rss_mib']:6.1f} MiB", flush=True)
+            report(n, runs)
+        wait_until_idle(api_url, server_pid, task_runs)
+    finally:
+        if server is not None:
+            stop_server(server)
+            shutil.rmtree(home, ignore_errors=True)
 
-    baselines = [label for label in LEGS if label != "ours"]
-    print(f"{'assets':>7} {LEGS['ours'][0]:>17}" + "".join(f" {LEGS[b][0]:>19} {'ratio':>6}" for b in baselines))
-    for n in args.sizes:
-        ups = upstream_pairs(layered_graph(n))
-        times: dict[str, list[float]] = {label: [] for label in LEGS}
-        for round_ in range(args.rounds):
-            order = list(LEGS.items())
-            shift = round_ % len(order)
-            for label, (_, run) in order[shift:] + order[:shift]:
-                folder = Path(tempfile.mkdtemp(prefix=f"overhead-{label}-"))
-                wait_for_server_to_catch_up(task_runs)
-                try:
-                    times[label].append(run(ups, args.workers, folder))
-                finally:
-                    shutil.rmtree(folder, ignore_errors=True)
-                task_runs += n
-        best = {label: min(seconds) for label, seconds in times.items()}
-        print(f"{n:>7} {best['ours']:>17.2f}"
-              + "".join(f" {best[b]:>19.2f} {best['ours'] / best[b]:>6.2f}" for b in baselines), flush=True)
-    # Let the server record the last run before this process (and the server with it) exits:
-    # otherwise its shutdown cancels the recording mid-write and prints the tracebacks.
-    wait_for_server_to_catch_up(task_runs)
+
+def report(n: int, runs: dict[str, list[dict]]) -> None:
+    median = {leg: statistics.median(r["seconds"] for r in rs) for leg, rs in runs.items()}
+    rss = {leg: statistics.median(r["rss_mib"] for r in rs) for leg, rs in runs.items()}
+    print(f"\n{n} assets, median of {len(next(iter(runs.values())))} rounds:")
+    print(f"{'leg':>24} {'seconds':>8} {'ms/asset':>9} {'peak RSS MiB':>13}")
+    for leg in runs:
+        print(f"{leg:>24} {median[leg]:8.2f} {median[leg] / n * 1000:9.2f} {rss[leg]:13.1f}")
+    print(f"{'ours vs':>24} {'ratio':>8} {'per-round range':>17} {'RSS ratio':>10}")
+    for ours, base in PAIRS:
+        if ours in runs and base in runs:
+            per_round = sorted(a["seconds"] / b["seconds"] for a, b in zip(runs[ours], runs[base]))
+            print(f"{ours + ' / ' + base:>24} {median[ours] / median[base]:8.2f} "
+                  f"{per_round[0]:8.2f}-{per_round[-1]:<8.2f} {rss[ours] / rss[base]:10.2f}")
+    print(flush=True)
 
 
 if __name__ == "__main__":
