@@ -29,7 +29,8 @@ of N assets and reports its seconds and the process's peak RSS (``ru_maxrss``). 
 cores). The server records task runs from their events after a run returns; before each leg
 the benchmark waits until it has recorded every task run so far and gone idle, so no leg pays
 for another's backlog. Rounds rotate the order of the legs. Prints the median of the rounds for
-each leg, the ratios of the medians, the range of the per-round ratios, and the peak RSS.
+each leg, the ratios of the medians, the range of the per-round ratios, and the peak RSS; also
+the client's CPU seconds in the timed run and the server's from the leg's start until idle.
 
 Without ``--api-url`` the benchmark starts its own ``prefect server start`` on 127.0.0.1 and a
 free port (PREFECT_HOME in a temporary directory, analytics off) and stops it at the end.
@@ -298,6 +299,23 @@ def wait_until_idle(api_url: str, server_pid: int | None, expected_task_runs: in
         quiet = quiet + 1 if busy < 5 else 0
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU seconds used so far by process ``pid`` and its children (0 without a pid)."""
+    import psutil
+
+    if pid is None:
+        return 0.0
+    total = 0.0
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def run_leg(leg: str, n: int, workers: int, api_url: str) -> dict:
     env = {**os.environ, "PREFECT_API_URL": api_url}
     done = subprocess.run(
@@ -338,11 +356,15 @@ def main() -> None:
                 shift = round_ % len(legs)
                 for leg in legs[shift:] + legs[:shift]:
                     wait_until_idle(api_url, server_pid, task_runs)
+                    server_cpu = cpu_seconds(server_pid)
                     outcome = run_leg(leg, n, args.workers, api_url)
-                    runs[leg].append(outcome)
                     task_runs += n + WARM_UP_ASSETS
+                    wait_until_idle(api_url, server_pid, task_runs)
+                    outcome["server_cpu"] = cpu_seconds(server_pid) - server_cpu
+                    runs[leg].append(outcome)
                     print(f"  round {round_ + 1} {leg:>22}: {outcome['seconds']:6.2f} s "
-                          f"(cpu {outcome['cpu']:6.2f} s), peak RSS {outcome['rss_mib']:6.1f} MiB", flush=True)
+                          f"(cpu {outcome['cpu']:6.2f} s), peak RSS {outcome['rss_mib']:6.1f} MiB, "
+                          f"server cpu {outcome['server_cpu']:6.2f} s", flush=True)
             report(n, runs)
         wait_until_idle(api_url, server_pid, task_runs)
     finally:
@@ -355,9 +377,12 @@ def report(n: int, runs: dict[str, list[dict]]) -> None:
     median = {leg: statistics.median(r["seconds"] for r in rs) for leg, rs in runs.items()}
     rss = {leg: statistics.median(r["rss_mib"] for r in rs) for leg, rs in runs.items()}
     print(f"\n{n} assets, median of {len(next(iter(runs.values())))} rounds:")
-    print(f"{'leg':>24} {'seconds':>8} {'ms/asset':>9} {'peak RSS MiB':>13}")
+    cpu = {leg: statistics.median(r["cpu"] for r in rs) for leg, rs in runs.items()}
+    server = {leg: statistics.median(r["server_cpu"] for r in rs) for leg, rs in runs.items()}
+    print(f"{'leg':>24} {'seconds':>8} {'ms/asset':>9} {'client cpu s':>13} {'server cpu s':>13} {'peak RSS MiB':>13}")
     for leg in runs:
-        print(f"{leg:>24} {median[leg]:8.2f} {median[leg] / n * 1000:9.2f} {rss[leg]:13.1f}")
+        print(f"{leg:>24} {median[leg]:8.2f} {median[leg] / n * 1000:9.2f} {cpu[leg]:13.2f} {server[leg]:13.2f} "
+              f"{rss[leg]:13.1f}")
     print(f"{'ours vs':>24} {'ratio':>8} {'per-round range':>17} {'RSS ratio':>10}")
     for ours, base in PAIRS:
         if ours in runs and base in runs:
