@@ -14,9 +14,19 @@ temporary PREFECT_HOME, analytics off), then times cold ``prefect-assets`` proce
 With ``--embedded`` the example is also timed on Prefect's embedded server (no local server,
 ``PREFECT_API_URL`` unset), the fallback a user gets without ``prefect-assets server start``.
 
+``--untagged`` also times a copy of the example whose assets carry no tags. Prefect's task engine
+asks the server for tag-based concurrency slots for every task run that has tags; on a SQLite
+server those requests meet the run's own writes, the server answers 503 (``SQLITE_BUSY``), and
+Prefect's client retries after 2 s, then 4 s: the difference between the two rows is that.
+
+``--python`` runs the CLI with another interpreter, such as the quick start's venv (``pip install
+-e .``): the development extras install pandas, and pyarrow imports pandas whenever it is
+installed, as soon as the example's assets build their first table (0.4-0.5 s here), a cost of
+the example's code in that venv, not of a user's install.
+
 Each measure: one warm-up, then ``--rounds`` rounds; prints min / median / max.
 
-    python benchmarks/everyday_cli.py --rounds 5 [--embedded]
+    python benchmarks/everyday_cli.py --rounds 5 [--untagged] [--embedded] [--python VENV/bin/python]
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from large_project import layered, write_project  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "shop"
-CLI = [sys.executable, "-m", "prefect_assets.cli"]
+CLI = [sys.executable, "-m", "prefect_assets.cli"]  # --python replaces the interpreter
 SUMMARY_LINE = re.compile(r"(flow run \S+: |all \d+ selected assets are fresh|dry run: )")
 
 
@@ -115,10 +125,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--assets", type=int, default=1000, help="size of the no-op project")
     parser.add_argument("--embedded", action="store_true", help="also time the example on the embedded server")
+    parser.add_argument("--untagged", action="store_true", help="also time the example without asset tags")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter that runs prefect-assets")
     args = parser.parse_args()
+    CLI[0] = args.python
 
     scratch = Path(tempfile.mkdtemp(prefix="everyday-cli-"))
-    base_env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    base_env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "SHOP_DATA")}
     base_env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_ASSETS_CACHE_DIR=str(scratch / "cache"))
     env = {**base_env, "PREFECT_HOME": str(scratch / "home")}
     port = free_port()
@@ -127,12 +140,11 @@ def main() -> None:
     try:
         example = scratch / "shop"
         shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("data", "__pycache__"))
-        data = example / "data"
 
-        def example_run(run_env: dict[str, str]) -> Callable[[], Timed]:
+        def example_run(run_env: dict[str, str], folder: Path = example) -> Callable[[], Timed]:
             def once() -> Timed:
-                shutil.rmtree(data, ignore_errors=True)
-                return Timed(["materialize"], run_env, example, records=data / "_prefect_assets" / "records")
+                shutil.rmtree(folder / "data", ignore_errors=True)
+                return Timed(["materialize"], run_env, folder, records=folder / "data" / "_prefect_assets" / "records")
             return once
 
         fields = {
@@ -142,6 +154,12 @@ def main() -> None:
         }
         budgets = {"first stored asset": 2.0, "whole run": 4.0, "exit after summary": 0.3}
         measure("example, local server", args.rounds, example_run(env), fields, budgets)
+        if args.untagged:
+            untagged = scratch / "shop-untagged"
+            shutil.copytree(example, untagged)
+            for module in (untagged / "shop_assets").glob("*.py"):
+                module.write_text(re.sub(r", tags=\{[^}]*\}", "", module.read_text()))
+            measure("example without tags, local server", args.rounds, example_run(env, untagged), fields, budgets)
         if args.embedded:
             embedded_env = {**base_env, "PREFECT_HOME": str(scratch / "embedded-home")}
             measure("example, embedded server", args.rounds, example_run(embedded_env), fields, {})

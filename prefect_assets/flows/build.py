@@ -169,22 +169,26 @@ def materialize(
     # Before the embedded server's start-up, so the forkserver's imports overlap it.
     start_early(runner_config)
     start_embedded_server()  # if used: the one Prefect would start, stopped if we are killed
-    # Housekeeping for earlier runs, not a step of this one: it talks to the server while this
-    # run starts, and is done (its notes logged) before the run's result is returned.
-    housekeeping = _started_in_a_thread(crash_runs_of_ended_processes_and_report)
-    try:
-        with local_cluster_started_early(runner_config), api_shared_with_workers(runner_config), tags(*owner_tags()):
-            state: State = _run_to_completion(flow(return_state=True))
-    finally:
-        housekeeping.join()
-    if not results:  # the flow failed before our body finished: surface Prefect's own error
-        state.result()
-        raise RuntimeError(f"flow run ended {state.name} without a result")
-    result = results[0]
-    result.state = state.name
-    result.flow_run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
-    if result.flow_run_id and embedded_server_in_use():
-        _wait_until_recorded(result, on_recording)
+    # One API client for the rest of the call: the housekeeping, the flow body and its task
+    # threads share it (each client costs an SSL context and a connection pool).
+    with SyncClientContext.get_or_create():
+        # Housekeeping for earlier runs, not a step of this one: it talks to the server while
+        # this run starts, and is done (its notes logged) before the run's result is returned.
+        housekeeping = _started_in_a_thread(crash_runs_of_ended_processes_and_report)
+        try:
+            with local_cluster_started_early(runner_config), api_shared_with_workers(runner_config), \
+                    tags(*owner_tags()):
+                state: State = _run_to_completion(flow(return_state=True))
+        finally:
+            housekeeping.join()
+        if not results:  # the flow failed before our body finished: surface Prefect's own error
+            state.result()
+            raise RuntimeError(f"flow run ended {state.name} without a result")
+        result = results[0]
+        result.state = state.name
+        result.flow_run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
+        if result.flow_run_id and embedded_server_in_use():
+            _wait_until_recorded(result, on_recording)
     return result
 
 
