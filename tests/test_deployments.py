@@ -177,7 +177,7 @@ def test_cli_errors_before_any_server(project: Path, tmp_path: Path) -> None:
     write(project / "deployments" / "adhoc.yaml", "name: adhoc\nselect: prices\n")
     one_line_error(run_cli("deploy", "adhoc", cwd=project), "adhoc.yaml: work_pool:", "pass --pool POOL")
     # No PREFECT_API_URL: Prefect would start a throwaway server that runs no schedules.
-    one_line_error(run_cli("deploy", "nightly", cwd=project), "PREFECT_API_URL is not set", "prefect server start")
+    one_line_error(run_cli("deploy", "nightly", cwd=project), "PREFECT_API_URL is not set", "prefect-assets server start")
 
 
 # ---------------------------------------------------------------- against a real server
