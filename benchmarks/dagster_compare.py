@@ -1,6 +1,6 @@
 """prefect-assets vs Dagster: the same asset graph, materialized by each, timed around ``materialize``.
 
-The graph is ``overhead.py``'s layered graph (``layered_graph`` / ``upstream_pairs``, copied here): N trivial
+The graph is ``overhead.py``'s layered graph (``benchmarks/layered.py``): N trivial
 assets in layers of ~sqrt(N), each after the first layer reading two assets of the layer above and
 returning a small int (the sum of its inputs plus one). Both sides store every value as a pickle on
 local disk and load the inputs from there.
@@ -36,8 +36,9 @@ Run (from the repository root, in the dev venv):
 
     python benchmarks/dagster_compare.py --sizes 200 1000 --rounds 5
 
-Only the standard library is imported at module level: the Dagster child runs this file in the
-Dagster venv, where neither Prefect nor prefect-assets is installed.
+Only the standard library (and ``layered.py``, which uses nothing else) is imported at module level:
+the Dagster child runs this file in the Dagster venv, where neither Prefect nor prefect-assets is
+installed.
 """
 
 from __future__ import annotations
@@ -46,60 +47,20 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from layered import BY_ARITY, layered_graph, upstream_pairs
 
 DAGSTER_VERSION = "1.13.29"
 SIDES = ("prefect-assets", "dagster")
 
 
 # --- the children: build the graph, time materialize(), write the seconds to --out -------------
-
-def layered_graph(n: int) -> list[list[str]]:
-    """Node names in layers of ~sqrt(n); as in ``overhead.py``, copied so this file stands alone."""
-    width = max(1, round(n ** 0.5))
-    names = [f"n{i}" for i in range(n)]
-    return [names[i:i + width] for i in range(0, n, width)]
-
-
-def upstream_pairs(layers: list[list[str]]) -> dict[str, list[str]]:
-    """``{node: upstream nodes}``: every node after the first layer reads two nodes of the layer above."""
-    ups: dict[str, list[str]] = {}
-    for depth, layer in enumerate(layers):
-        above = layers[depth - 1] if depth else []
-        for i, name in enumerate(layer):
-            ups[name] = sorted({above[i % len(above)], above[(i + 1) % len(above)]}) if above else []
-    return ups
-
-
-def combine(*values: int) -> int:
-    return sum(values) + 1
-
-
-def root() -> int:
-    return combine()
-
-
-def one(a: int) -> int:
-    return combine(a)
-
-
-def two(a: int, b: int) -> int:
-    return combine(a, b)
-
-
-#: The asset function for a node with 0, 1 or 2 upstream assets (parameters ``a`` and ``b``).
-BY_ARITY = [root, one, two]
-
 
 def child_prefect_assets(ups: dict[str, list[str]], folder: Path, workers: int) -> float:
     """The graph as prefect-assets assets; ``materialize(defs)`` timed (as in ``overhead.py``)."""
@@ -166,76 +127,6 @@ def dagster_python(venv: Path) -> Path:
     return python
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-@contextmanager
-def prefect_server(home: Path, timeout: float = 180) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``prefect server start`` on 127.0.0.1 and a free port, its own home; stopped on exit."""
-    api_url = f"http://127.0.0.1:{free_port()}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-    }
-    env.pop("PREFECT_API_URL", None)
-    port = api_url.rsplit(":", 1)[1].split("/")[0]
-    with open(home / "server.log", "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        while not healthy(api_url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server did not start; see {home / 'server.log'}")
-            time.sleep(0.5)
-        yield api_url, server
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-
-
-def wait_until_server_idle(api_url: str, server: subprocess.Popen, task_runs: int, timeout: float = 600) -> None:
-    """Block until the server has recorded ``task_runs`` task runs and its CPU use has settled."""
-    import psutil
-
-    deadline = time.monotonic() + timeout
-    request = urllib.request.Request(f"{api_url}/task_runs/count", data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json"})
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            if json.load(response) >= task_runs:
-                break
-        time.sleep(0.5)
-    root = psutil.Process(server.pid)
-    processes = [root, *root.children(recursive=True)]
-    for process in processes:
-        process.cpu_percent(interval=None)  # the first call only starts the measurement
-    quiet = 0
-    while quiet < 3 and time.monotonic() < deadline:
-        time.sleep(0.5)
-        quiet = quiet + 1 if sum(p.cpu_percent(interval=None) for p in processes) < 5 else 0
-
-
 def timed_child(python: Path, side: str, graph: Path, workers: int, env: dict[str, str],
                 work: Path) -> tuple[float, float]:
     """Run one child; return (seconds inside ``materialize``, seconds from spawn to exit)."""
@@ -285,13 +176,13 @@ def main() -> None:
         return run_child(args.child, args.graph, args.folder, args.workers, args.out)
 
     pythons = {"prefect-assets": Path(sys.executable), "dagster": dagster_python(args.dagster_venv)}
-    import prefect  # only here: the Dagster venv has no Prefect
+    # Only here: the Dagster venv has neither Prefect nor prefect-assets.
+    import prefect
+    from benchmark_server import running_prefect_server, wait_until_idle
 
     work = Path(tempfile.mkdtemp(prefix="dagster-compare-"))
-    home = work / "prefect-home"
-    home.mkdir()
     try:
-        with prefect_server(home) as (api_url, server):
+        with running_prefect_server("dagster-compare-server-") as (api_url, server_pid):
             envs = {
                 "prefect-assets": {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_LOGGING_LEVEL": "WARNING",
                                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
@@ -306,7 +197,7 @@ def main() -> None:
                 result = timed_child(pythons[side], side, graph, args.workers, envs[side], work)
                 if side == "prefect-assets":
                     task_runs += n
-                    wait_until_server_idle(api_url, server, task_runs)
+                    wait_until_idle(api_url, server_pid, task_runs)
                 return result
 
             warm_up = work / "graph-20.json"
