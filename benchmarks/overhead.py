@@ -47,15 +47,16 @@ import os
 import pickle
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
+
+from benchmark_server import count_task_runs, running_prefect_server, wait_until_idle
+from layered import BY_ARITY, combine, layered_graph, upstream_pairs
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -72,26 +73,6 @@ PAIRS = [
 WARM_UP_ASSETS = 10
 
 
-# --- the graph ------------------------------------------------------------------------------
-
-def upstream_pairs(n: int) -> dict[str, list[str]]:
-    """``{node: upstream nodes}`` of a layered graph: every node after the first layer (of
-    about sqrt(n) nodes) reads two nodes of the layer above."""
-    width = max(1, int(round(n ** 0.5)))
-    names = [f"n{i}" for i in range(n)]
-    layers = [names[i:i + width] for i in range(0, n, width)]
-    ups: dict[str, list[str]] = {}
-    for depth, layer in enumerate(layers):
-        above = layers[depth - 1] if depth else []
-        for i, name in enumerate(layer):
-            ups[name] = sorted({above[i % len(above)], above[(i + 1) % len(above)]}) if above else []
-    return ups
-
-
-def combine(*values: int) -> int:
-    return sum(values) + 1
-
-
 # --- the legs, each run in a child process ---------------------------------------------------
 
 def prepare_ours(ups: dict[str, list[str]], workers: int, folder: Path, asynchronous: bool):
@@ -99,18 +80,8 @@ def prepare_ours(ups: dict[str, list[str]], workers: int, folder: Path, asynchro
     from prefect_assets.config import RunnerConfig
     from prefect_assets.io_managers import FsspecIOManager
 
-    def root() -> int:
-        return combine()
-
-    def one(a: int) -> int:
-        return combine(a)
-
-    def two(a: int, b: int) -> int:
-        return combine(a, b)
-
-    by_arity = [root, one, two]
     defs = Definitions(
-        [asset(by_arity[len(p)], name=name, format="pickle", ins=dict(zip("ab", p))) for name, p in ups.items()],
+        [asset(BY_ARITY[len(p)], name=name, format="pickle", ins=dict(zip("ab", p))) for name, p in ups.items()],
         io_managers={"default": FsspecIOManager(str(folder))},
         runner=RunnerConfig(type="thread", max_workers=workers),
     )
@@ -198,8 +169,8 @@ def child(leg: str, n: int, workers: int, profile: str | None) -> None:
     try:
         (base / "warm").mkdir()
         (base / "run").mkdir()
-        prepare(leg, upstream_pairs(WARM_UP_ASSETS), workers, base / "warm")()
-        run = prepare(leg, upstream_pairs(n), workers, base / "run")
+        prepare(leg, upstream_pairs(layered_graph(WARM_UP_ASSETS)), workers, base / "warm")()
+        run = prepare(leg, upstream_pairs(layered_graph(n)), workers, base / "run")
         cpu = time.process_time()
         if profile:
             import cProfile
@@ -221,83 +192,6 @@ def child(leg: str, n: int, workers: int, profile: str | None) -> None:
 
 
 # --- the server ------------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def start_server() -> tuple[subprocess.Popen, str, Path]:
-    """``prefect server start`` on 127.0.0.1 and a free port, with a PREFECT_HOME of its own."""
-    home = Path(tempfile.mkdtemp(prefix="overhead-server-"))
-    port = _free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
-    env.pop("PREFECT_API_URL", None)
-    with open(home / "server.log", "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    deadline = time.monotonic() + 180
-    while not _healthy(api_url):
-        if server.poll() is not None or time.monotonic() > deadline:
-            stop_server(server)
-            sys.exit(f"prefect server did not start; see {home / 'server.log'}")
-        time.sleep(0.5)
-    return server, api_url, home
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is not None:
-        return
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=20)
-    except ProcessLookupError:
-        pass
-
-
-def count_task_runs(api_url: str) -> int:
-    request = urllib.request.Request(f"{api_url}/task_runs/count", data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return int(response.read())
-
-
-def wait_until_idle(api_url: str, server_pid: int | None, expected_task_runs: int, timeout: float = 600) -> None:
-    """Block until the server has recorded ``expected_task_runs`` task runs and its processes
-    have gone quiet (under 5% CPU for 1.5 s)."""
-    import psutil
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and count_task_runs(api_url) < expected_task_runs:
-        time.sleep(0.5)
-    if server_pid is None:
-        return
-    root = psutil.Process(server_pid)
-    processes = [root, *root.children(recursive=True)]
-    for process in processes:
-        process.cpu_percent(interval=None)  # the first call only starts psutil's measurement
-    quiet = 0
-    while quiet < 3 and time.monotonic() < deadline:
-        time.sleep(0.5)
-        busy = sum(p.cpu_percent(interval=None) for p in processes if p.is_running())
-        quiet = quiet + 1 if busy < 5 else 0
-
 
 def cpu_seconds(pid: int | None) -> float:
     """CPU seconds used so far by process ``pid`` and its children (0 without a pid)."""
@@ -344,9 +238,11 @@ def main() -> None:
         return
 
     legs = args.legs or LEGS + (DISK_LEGS if args.disk else [])
-    server, api_url, home = (None, args.api_url, None) if args.api_url else start_server()
-    server_pid = server.pid if server else None
-    try:
+    with ExitStack() as stack:
+        if args.api_url:
+            api_url, server_pid = args.api_url, None
+        else:
+            api_url, server_pid = stack.enter_context(running_prefect_server("overhead-server-"))
         print(f"server {api_url}; {args.workers} worker threads; median of {args.rounds} rounds; "
               f"{time.strftime('%Y-%m-%d %H:%M')}", flush=True)
         task_runs = count_task_runs(api_url)
@@ -367,10 +263,6 @@ def main() -> None:
                           f"server cpu {outcome['server_cpu']:6.2f} s", flush=True)
             report(n, runs)
         wait_until_idle(api_url, server_pid, task_runs)
-    finally:
-        if server is not None:
-            stop_server(server)
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def report(n: int, runs: dict[str, list[dict]]) -> None:
