@@ -74,6 +74,10 @@ def tail(log: Path, lines: int = 40) -> str:
         return "<no log>"
 
 
+#: The process id of the session's server, by its API URL (see :func:`prefect_server_pid`).
+_SERVER_PIDS: dict[str, int] = {}
+
+
 @pytest.fixture(scope="session")
 def prefect_server_url() -> Iterator[str]:
     """Start ``prefect server start`` once per session; yield its API URL (``http://127.0.0.1:P/api``)."""
@@ -100,6 +104,13 @@ def prefect_server_url() -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail(f"prefect server not healthy after {STARTUP_TIMEOUT} s:\n{tail(log)}")
             time.sleep(0.5)
+        _SERVER_PIDS[api_url] = server.pid
         yield api_url
     finally:
         stop_process(server)
+
+
+@pytest.fixture(scope="session")
+def prefect_server_pid(prefect_server_url: str) -> int:
+    """The process id of the session's ``prefect server start``."""
+    return _SERVER_PIDS[prefect_server_url]

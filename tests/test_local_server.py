@@ -235,17 +235,16 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def local_server(tmp_path_factory) -> Server:
-    """One ``prefect-assets server start`` for the module, in a PREFECT_HOME of its own; stopped after."""
+def local_server(tmp_path_factory, prefect_server_url, prefect_server_pid) -> Server:
+    """The session's real ``prefect server start``, made the local server of a PREFECT_HOME of its
+    own by the state file ``server start`` writes (starting one more server costs the suite half
+    a minute; the start itself is tested by the lifecycle test). Never stopped here."""
     home = tmp_path_factory.mktemp("local-server-home")
+    (home / STATE_FILE).write_text(json.dumps({"pid": prefect_server_pid, "api_url": prefect_server_url}))
     try:
-        started = cli("server", "start", "--port", str(free_port()), home=home, timeout=300)
-        assert started.returncode == 0, output(started)
-        known = state(home)
-        assert known is not None, output(started)
-        yield Server(home, known["api_url"], int(known["pid"]))
+        yield Server(home, prefect_server_url, prefect_server_pid)
     finally:
-        stop_server_of(home)
+        (home / STATE_FILE).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
