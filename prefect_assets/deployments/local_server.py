@@ -237,20 +237,11 @@ def _terminate(pid: int) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while _alive(pid) and not _reaped(pid):
+    while _alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             deadline = float("inf")
         time.sleep(0.1)
-
-
-def _reaped(pid: int) -> bool:
-    """Reap ``pid`` if it is our own exited child."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: its parent reaps it
-        return False
-    return done == pid
 
 
 def _port_free(port: int) -> bool:
