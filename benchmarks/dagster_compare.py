@@ -65,8 +65,8 @@ SIDES = ("prefect-assets", "dagster")
 def child_prefect_assets(ups: dict[str, list[str]], folder: Path, workers: int) -> float:
     """The graph as prefect-assets assets; ``materialize(defs)`` timed (as in ``overhead.py``)."""
     from prefect_assets import Definitions, asset, materialize
-    from prefect_assets.config import RunnerConfig
     from prefect_assets.io_managers import FsspecIOManager
+    from prefect_assets.runner_registry import RunnerConfig
 
     defs = Definitions(
         [asset(BY_ARITY[len(parents)], name=name, format="pickle", ins=dict(zip("ab", parents)))

@@ -77,8 +77,8 @@ WARM_UP_ASSETS = 10
 
 def prepare_ours(ups: dict[str, list[str]], workers: int, folder: Path, asynchronous: bool):
     from prefect_assets import Definitions, asset, materialize
-    from prefect_assets.config import RunnerConfig
     from prefect_assets.io_managers import FsspecIOManager
+    from prefect_assets.runner_registry import RunnerConfig
 
     defs = Definitions(
         [asset(BY_ARITY[len(p)], name=name, format="pickle", ins=dict(zip("ab", p))) for name, p in ups.items()],

@@ -89,7 +89,7 @@ def run_once(runner: str, workers: int, address: str | None = None) -> tuple[flo
     """Wall time of one ``materialize`` call, and the span from the first asset's start to the
     last asset's end (from the records), which leaves out the runner's start-up and shutdown."""
     from prefect_assets import Definitions, materialize
-    from prefect_assets.config import RunnerConfig
+    from prefect_assets.runner_registry import RunnerConfig
 
     data = Path(tempfile.mkdtemp(prefix=f"bench-{runner}-"))
     os.environ["BENCH_DATA"] = str(data)

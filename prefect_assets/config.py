@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from prefect_assets.errors import AssetsError, did_you_mean
+from prefect_assets.runner_registry import RunnerConfig
 
 PROJECT_FILE = "prefect_assets.yaml"
 _ENV_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -34,14 +35,6 @@ class IOManagerConfig(_Strict):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     allow_pickle: bool = True
     options: dict[str, Any] = Field(default_factory=dict, description="format options or custom keyword arguments")
-
-
-class RunnerConfig(_Strict):
-    """Which Prefect task runner executes the assets."""
-
-    type: Literal["thread", "process", "dask", "ray"] = "thread"
-    max_workers: int | None = Field(default=None, ge=1)
-    address: str | None = None
 
 
 class DefaultsConfig(_Strict):

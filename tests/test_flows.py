@@ -330,6 +330,19 @@ def test_to_flow_returns_the_prefect_flow(prefect_server, project):
     assert not (project / "data" / "orders.parquet").exists()
 
 
+def test_run_options_are_checked_the_same_way_everywhere(project):
+    """materialize() and to_flow() take the run options of RunOptions: an unknown one, or a
+    bad value, is one line naming it, before any flow run (no server needed)."""
+    defs = Definitions.load(project)
+    with pytest.raises(AssetsError, match=r"^materialize\(\) stale: unknown \(did you mean 'stale_only'\?\)"):
+        materialize(defs, stale=True)
+    with pytest.raises(AssetsError, match=r"^to_flow\(\) runner: unknown runner 'thred' \(did you mean 'thread'\?\)"):
+        defs.to_flow(runner="thred")
+    with pytest.raises(AssetsError, match=r"^materialize\(\) max_workers: Input should be greater than or equal to 1"):
+        materialize(defs, max_workers=0)
+    assert not (project / "data").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # What an asset sees at run time
 

@@ -26,9 +26,9 @@ import yaml
 
 from prefect_assets import Definitions
 from prefect_assets.assets.keys import AssetKey
-from prefect_assets.config import RunnerConfig
 from prefect_assets.errors import AssetsError
 from prefect_assets.io_managers import InputContext
+from prefect_assets.runner_registry import RunnerConfig
 from tests.conftest import run_cli
 
 SCENARIO = '''
@@ -590,8 +590,8 @@ def test_a_standing_workers_client_of_an_old_run_closes_only_when_its_last_asset
     from prefect.client.orchestration import get_client
     from prefect.context import SettingsContext, SyncClientContext
 
-    from prefect_assets.flows.worker_client import RunWithClientOfRun
-    from prefect_assets.flows.worker_settings import RUNS_REMEMBERED
+    from prefect_assets.flows.runners.worker_client import RunWithClientOfRun
+    from prefect_assets.flows.runners.worker_settings import RUNS_REMEMBERED
 
     settings_context = {"settings_context": SettingsContext.get().serialize()}  # as sent with a task
 
@@ -629,7 +629,7 @@ def test_a_runs_local_dask_cluster_samples_less_unless_the_user_configured_dask(
     import dask
     from distributed import Client
 
-    from prefect_assets.flows.local_dask import QUIET_CLUSTER, local_dask_cluster
+    from prefect_assets.flows.runners.dask_local_cluster import QUIET_CLUSTER, local_dask_cluster
 
     def workers_config() -> dict:
         cluster = local_dask_cluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0")
@@ -656,7 +656,7 @@ def test_a_runs_local_dask_cluster_starts_with_the_run_and_never_outlives_it():
     that failed first, or had nothing to run) is closed with its worker processes."""
     import psutil
 
-    from prefect_assets.flows.local_dask import (
+    from prefect_assets.flows.runners.dask_local_cluster import (
         local_cluster_kwargs,
         local_cluster_started_early,
         local_dask_cluster,
@@ -691,7 +691,7 @@ def test_a_runs_local_dask_cluster_starts_with_the_run_and_never_outlives_it():
 
 
 def test_missing_extra_is_one_line_naming_the_install(monkeypatch):
-    from prefect_assets.flows.runners import make_task_runner
+    from prefect_assets.flows.runners.backend import make_task_runner
 
     for module, extra in [("prefect_dask", "dask"), ("prefect_ray", "ray")]:
         monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
@@ -712,26 +712,30 @@ def test_cli_missing_extra_exits_2(project, tmp_path):
 
 
 def test_runner_options_that_would_be_ignored_are_errors():
-    from prefect_assets.flows.runners import make_task_runner
+    from prefect_assets.runner_registry import runner_config
 
-    with pytest.raises(AssetsError, match="runner.address is for dask and ray"):
-        make_task_runner(RunnerConfig(type="process", address="tcp://127.0.0.1:8786"))
+    with pytest.raises(AssetsError, match="runner: address is for dask or ray clusters, not the process runner"):
+        runner_config({"type": "process", "address": "tcp://127.0.0.1:8786"})
     with pytest.raises(AssetsError, match="cannot resize the existing dask cluster"):
-        make_task_runner(RunnerConfig(type="dask", address="tcp://127.0.0.1:8786", max_workers=2))
+        runner_config({"type": "dask", "address": "tcp://127.0.0.1:8786", "max_workers": 2})
+    with pytest.raises(AssetsError, match="cannot resize the existing dask cluster"):
+        runner_config({"type": "dask", "address": "tcp://127.0.0.1:8786"}, max_workers=2)  # --max-workers
+    with pytest.raises(AssetsError, match=r"runner.type: unknown runner 'thred' \(did you mean 'thread'\?\)"):
+        runner_config({}, "thred")
 
 
 def test_command_line_runner_type_drops_the_configured_address():
-    from prefect_assets.flows.runners import override_runner
+    from prefect_assets.runner_registry import runner_config
 
     configured = RunnerConfig(type="dask", address="tcp://127.0.0.1:8786")
-    assert override_runner(configured, "thread", None) == RunnerConfig(type="thread")
-    assert override_runner(configured, "dask", None) == configured
+    assert runner_config(configured, "thread", None) == RunnerConfig(type="thread")
+    assert runner_config(configured, "dask", None) == configured
 
 
 def test_max_workers_reaches_every_runner():
     from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-    from prefect_assets.flows.runners import make_task_runner
+    from prefect_assets.flows.runners.backend import make_task_runner
 
     thread = make_task_runner(RunnerConfig(type="thread", max_workers=3))
     assert isinstance(thread, ThreadPoolTaskRunner) and thread._max_workers == 3
@@ -757,7 +761,7 @@ def test_workers_get_the_settings_of_the_run_that_submits_them():
     from prefect.context import SettingsContext, serialize_context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from prefect_assets.flows.worker_settings import settings_serialized_once
+    from prefect_assets.flows.runners.worker_settings import settings_serialized_once
 
     def hydrated(serialized: dict) -> SettingsContext:  # what a worker does with it
         return SettingsContext(**cloudpickle.loads(cloudpickle.dumps(serialized)))
@@ -836,12 +840,12 @@ def test_compute_in_subprocess_returns_logs_raises_and_times_out(tmp_path):
 
     from prefect_assets.assets.context import AssetContext
     from prefect_assets.flows.compute import AssetTimeoutError, compute_in_subprocess
-    from prefect_assets.flows.plan import plan_run
+    from prefect_assets.flows.plan import prepare_run
     from prefect_assets.flows.tasks import materialize_asset
 
     root = write_project(tmp_path / "proj", "child_assets", CHILD, str(tmp_path / "data"))
     defs = Definitions.load(root)
-    plan = plan_run(defs)
+    plan = prepare_run(defs)
     runs = {str(k): run for k, run in plan.runs.items()}
     numbers = materialize_asset(runs["numbers"], {})
     upstream = {"numbers": numbers}

@@ -5,12 +5,12 @@ docstring edits do not make an asset stale, while any change to what it computes
 apart from :mod:`~prefect_assets.assets.versions` (staleness over the graph) because the
 decorator needs it while the graph does not exist yet.
 
-Hashing is the slow part (tokenizing the function's block, parsing and dumping its AST: 0.5-1
-ms an asset, 4.5-10 s for 10,000), and ``list`` and ``graph`` never need a version. So
+Hashing is the slow part (tokenizing the function's block, parsing and dumping its AST, for
+every asset of a large project), and ``list`` and ``graph`` never need a version. So
 ``@asset`` only *pins* the source (:func:`pin_source`: the module's lines as Python's
 ``linecache`` holds them when the module is imported, which is what :func:`inspect.getsource`
 reads, and where the function starts in them) and the version is computed on first use, from
-the pinned text, exactly as it was computed at decoration before (records stay fresh).
+the pinned text, exactly as if it were computed at decoration.
 
 The computed versions are kept in a cache on disk, keyed by what determines them:
 

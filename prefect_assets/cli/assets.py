@@ -18,9 +18,9 @@ from prefect_assets.cli.common import (
     SelectOption,
     app,
     err,
+    note_embedded_server,
     number,
     out,
-    note_embedded_server,
     prefect_server,
     prepare_prefect_environment,
     print_table,
@@ -30,7 +30,9 @@ from prefect_assets.cli.common import (
 )
 from prefect_assets.definitions import Definitions
 from prefect_assets.errors import AssetsError
-from prefect_assets.flows.plan import PlannedAsset, fresh_without_a_run, plan_run, preview
+from prefect_assets.flows.options import RunOptions
+from prefect_assets.flows.plan import PlannedAsset, fresh_without_a_run, prepare_run, preview
+from prefect_assets.runner_registry import RUNNERS
 
 
 class GraphFormat(str, Enum):
@@ -39,11 +41,8 @@ class GraphFormat(str, Enum):
     dot = "dot"
 
 
-class RunnerType(str, Enum):
-    thread = "thread"
-    process = "process"
-    dask = "dask"
-    ray = "ray"
+#: ``--runner`` choices: the runner registry's names.
+RunnerType = Enum("RunnerType", {name: name for name in RUNNERS}, type=str)
 
 
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts (fields in the README) instead of a table.")
@@ -189,7 +188,10 @@ def materialize(
     # the selection or the config is reported at once, and a dry run or a --stale run with
     # nothing to do ends without Prefect.
     defs = Definitions.load(project)
-    plan = plan_run(defs, select, partition=partition, stale_only=stale, config=_parse_config(config))
+    plan = prepare_run(defs, RunOptions.parse(
+        dict(select=select, partition=partition, stale_only=stale, runner=runner.value if runner else None,
+             max_workers=max_workers, config=_parse_config(config)), "option",
+    ))
     if dry_run:
         _print_preview(preview(defs, plan))
         return
@@ -203,10 +205,7 @@ def materialize(
 
     with prefect_server(_server_options(defs)) as server:
         with RunProgress(out, total=len(plan.keys)) as progress:
-            result = run_materialize(
-                defs, select, plan=plan, runner=runner.value if runner else None, max_workers=max_workers,
-                on_event=progress.on_event, on_recording=progress.on_recording,
-            )
+            result = run_materialize(defs, plan=plan, on_event=progress.on_event, on_recording=progress.on_recording)
         _print_summary(result)
         out.print(f"flow run {result.flow_run_id}: {result.state}")
         if server is None:

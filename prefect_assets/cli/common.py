@@ -115,8 +115,8 @@ def note_embedded_server() -> None:
 
 
 #: Tables up to this many rows are drawn by rich (colour, cells wrapped to the terminal);
-#: longer ones print as plain aligned text, the same columns: rich spends about a millisecond
-#: a row, 12 of the 20 seconds `list` took on 10,000 assets.
+#: longer ones print as plain aligned text, the same columns: rich's layout costs time per row
+#: and cell, which a project of thousands of assets would wait for (docs/performance.md).
 RICH_TABLE_ROWS = 200
 
 Cell = Union[str, tuple[str, str]]

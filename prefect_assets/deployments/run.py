@@ -16,29 +16,14 @@ from uuid import UUID
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, TaskRun
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from prefect_assets.config import Project
 from prefect_assets.deployments.build import full_name
 from prefect_assets.deployments.server import read_deployment
 from prefect_assets.deployments.spec import load_deployments, pick
-from prefect_assets.errors import AssetsError, did_you_mean
-from prefect_assets.flows.entry import RunnerName
-
-
-class RunOverrides(BaseModel):
-    """What ``--param k=v`` may change for one run."""
-
-    # `--param partition=20260105` arrives as a number after JSON decoding; it is a key.
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
-
-    select: str | None = None
-    partition: str | None = None
-    stale_only: bool | None = None
-    runner: RunnerName | None = None
-    max_workers: int | None = Field(default=None, ge=1)
-    config: dict[str, dict[str, Any]] | None = None
-    timezone: str | None = None
+from prefect_assets.errors import AssetsError
+from prefect_assets.flows.options import RunOptions, describe_errors
 
 
 def deployment_full_name(project: Project | None, name: str) -> str:
@@ -56,23 +41,15 @@ def deployment_full_name(project: Project | None, name: str) -> str:
 
 
 def check_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate ``--param`` values; return them with unset keys left out.
+    """Validate ``--param`` values (the run options); return them with unset keys left out.
 
     Raises:
         AssetsError: an unknown key (with close matches) or a value of the wrong type.
     """
     try:
-        overrides = RunOverrides.model_validate(dict(params))
+        overrides = RunOptions.model_validate(dict(params))
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            key = ".".join(str(p) for p in error["loc"])
-            if error["type"] == "extra_forbidden":
-                problems.append(f"--param {key}: unknown{did_you_mean(key, RunOverrides.model_fields)}; "
-                                f"known: {', '.join(RunOverrides.model_fields)}")
-            else:
-                problems.append(f"--param {key}: {error['msg']} (got {error.get('input')!r})")
-        raise AssetsError("; ".join(problems)) from None
+        raise AssetsError(describe_errors(exc, "--param", RunOptions.model_fields)) from None
     return overrides.model_dump(exclude_unset=True)
 
 
@@ -123,4 +100,4 @@ def task_runs(client: SyncPrefectClient, flow_run_id: UUID, settle_seconds: floa
         time.sleep(0.5)
 
 
-__all__ = ["RunOverrides", "check_overrides", "deployment_full_name", "task_runs", "trigger", "wait"]
+__all__ = ["check_overrides", "deployment_full_name", "task_runs", "trigger", "wait"]

@@ -26,12 +26,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from prefect.schedules import Cron, RRule
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from prefect_assets.assets.selection import select as select_keys
 from prefect_assets.config import Project, expand_env
 from prefect_assets.errors import AssetsError, did_you_mean
-from prefect_assets.flows.entry import PARTITION_KEYWORDS, RunnerName
+from prefect_assets.flows.entry import PARTITION_KEYWORDS
+from prefect_assets.flows.options import RunOptions
 
 DEPLOYMENTS_DIR = "deployments"
 
@@ -122,13 +132,15 @@ class SourceSpec(_Strict):
         return value
 
 
-class RunParameters(_Strict):
-    """Options passed to every run of a deployment (``parameters:``)."""
+#: The run options a spec gives fields of their own instead of ``parameters:``.
+_SPEC_FIELDS = ("select", "partition", "timezone")
 
-    stale_only: bool = False
-    runner: RunnerName | None = None
-    max_workers: int | None = Field(default=None, ge=1)
-    config: dict[str, dict[str, Any]] | None = Field(default=None, description="{asset key: {field: value}}")
+#: What ``parameters:`` may set: the other run options, declared once in RunOptions.
+RunParameters = create_model(
+    "RunParameters",
+    __config__=RunOptions.model_config,
+    **{name: (field.annotation, field) for name, field in RunOptions.model_fields.items() if name not in _SPEC_FIELDS},
+)
 
 
 class DeploymentSpec(_Strict):

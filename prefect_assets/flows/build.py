@@ -1,7 +1,8 @@
 """From definitions to a Prefect flow, and ``materialize()`` to run one in-process.
 
-``build_flow`` checks the selection and config first (a bad one raises before any run), then
-returns a Prefect flow whose body runs the plan on the configured task runner. A run in which
+``build_flow`` prepares the run first (:func:`~prefect_assets.flows.plan.prepare_run`: a bad
+option raises before any run), then returns a Prefect flow whose body runs the plan on the
+run's task runner. A run in which
 any asset failed returns a Failed state, so Prefect shows the flow run Failed, not Completed.
 
 ``materialize`` runs the same body as an ``async`` flow, which returns up to a second sooner
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
@@ -28,52 +29,39 @@ from prefect.context import SyncClientContext
 from prefect.states import Failed, State
 
 from prefect_assets.assets.decorator import AssetDefinition
-from prefect_assets.definitions import Definitions
+from prefect_assets.core_definitions import CoreDefinitions
 from prefect_assets.flows.api import require_reachable_api
 from prefect_assets.flows.concurrency import prepare_concurrency_limits
 from prefect_assets.flows.embedded_server import embedded_server_in_use, start_embedded_server, wait_until_recorded
 from prefect_assets.flows.engine import EventCallback, execute_plan
-from prefect_assets.flows.plan import RunPlan, fresh_without_a_run, plan_run
 from prefect_assets.flows.killed_runs import (
     crash_runs_of_ended_processes_and_report,
     owner_tags,
     without_owner_tags,
 )
-from prefect_assets.flows.local_dask import local_cluster_started_early
+from prefect_assets.flows.options import RunOptions
+from prefect_assets.flows.plan import RunPlan, fresh_without_a_run, prepare_run
 from prefect_assets.flows.results import MaterializeResult
-from prefect_assets.flows.runners import (
-    api_shared_with_workers,
-    make_task_runner,
-    override_runner,
-)
-from prefect_assets.flows.warm_start import start_early
-from prefect_assets.flows.worker_settings import settings_serialized_once
+from prefect_assets.flows.runners.backend import backend
 
 
 def build_flow(
-    defs: Definitions,
+    defs: CoreDefinitions,
     select: str | None = None,
     *,
-    partition: str | None = None,
-    stale_only: bool = False,
-    runner: str | None = None,
-    max_workers: int | None = None,
-    config: Mapping[str, Mapping[str, Any]] | None = None,
     on_event: EventCallback | None = None,
     results: list[MaterializeResult] | None = None,
     asynchronous: bool = False,
     plan: RunPlan | None = None,
+    **options: Any,
 ) -> Flow:
     """A Prefect flow that materializes ``select`` of ``defs``.
 
     Args:
         defs: the definitions to run.
         select: a selection expression (default: everything).
-        partition: the partition key to materialize.
-        stale_only: run only missing and stale assets (and what becomes stale on the way).
-        runner: override the configured runner type (``thread``, ``process``, ``dask``, ``ray``).
-        max_workers: override the runner's worker count.
-        config: ``{asset key: {field: value}}`` for assets that declare ``config=``.
+        options: the other run options (:class:`~prefect_assets.flows.options.RunOptions`:
+            ``partition``, ``stale_only``, ``runner``, ``max_workers``, ``config``).
         on_event: called as assets start and finish (the CLI's progress bar).
         results: if given, the run's :class:`MaterializeResult` is appended to it.
         asynchronous: build an ``async`` flow, whose body runs the plan in a thread. Prefect's
@@ -81,20 +69,17 @@ def build_flow(
             one-second steps, so every sync run is rounded up to the next whole second; an async
             run is not. :func:`materialize` uses it; the default stays a sync flow, which a user
             calls as ``flow()``.
-        plan: the run's plan when already made by :func:`~prefect_assets.flows.plan.plan_run`
-            from the same arguments (:func:`materialize` makes it first, to see whether a flow
-            run is needed at all).
+        plan: the run already prepared by :func:`~prefect_assets.flows.plan.prepare_run`,
+            instead of ``select`` and ``options``.
 
     Raises:
-        AssetsError: bad selection or config, before any flow run exists.
+        AssetsError: a bad option (selection, config, runner), before any flow run exists.
 
     Example:
         >>> flow = defs.to_flow("group:raw+")   # doctest: +SKIP
         >>> flow()                              # doctest: +SKIP
     """
-    if plan is None:
-        plan = plan_run(defs, select, partition=partition, stale_only=stale_only, config=config)
-    runner_config = override_runner(defs.runner, runner, max_workers)
+    plan = _prepared(defs, plan, select, options, "to_flow()")
 
     # Prefect sends the flow object to every process-pool, Dask or Ray worker inside the
     # serialized run context, where its body never runs. What the body needs (a progress
@@ -116,16 +101,20 @@ def build_flow(
     return Flow(
         materialize_selection_async if asynchronous else materialize_selection,
         name=f"materialize-{defs.name}",
-        task_runner=make_task_runner(runner_config),
-        description=f"Materialize {select or '*'} of {defs.name}",
+        task_runner=backend(plan.runner).task_runner(plan.runner),
+        description=f"Materialize {plan.options.select or '*'} of {defs.name}",
         validate_parameters=False,
         persist_result=False,
     )
 
 
 def materialize(
-    defs_or_assets: Definitions | Iterable[AssetDefinition],
+    defs_or_assets: CoreDefinitions | Iterable[AssetDefinition],
     select: str | None = None,
+    *,
+    on_event: EventCallback | None = None,
+    on_recording: Callable[[int, int], None] | None = None,
+    plan: RunPlan | None = None,
     **options: Any,
 ) -> MaterializeResult:
     """Materialize a selection in-process, through a real Prefect flow run.
@@ -136,10 +125,12 @@ def materialize(
     hears the count meanwhile.
 
     Args:
-        defs_or_assets: a :class:`Definitions` or a list of assets (stored under ``./data``).
-        select: selection expression; options as for :func:`build_flow`, and ``on_recording``.
-            ``plan``: a plan already made by :func:`~prefect_assets.flows.plan.plan_run` and
-            found to need a run (the CLI plans before it imports Prefect).
+        defs_or_assets: a :class:`CoreDefinitions` or a list of assets (stored under ``./data``).
+        select: selection expression; ``options`` and ``on_event`` as for :func:`build_flow`.
+        on_recording: hears ``(recorded, expected)`` while the embedded server catches up.
+        plan: the run already prepared by :func:`~prefect_assets.flows.plan.prepare_run` and
+            found to need a flow run (the CLI prepares it before it imports Prefect), instead
+            of ``select`` and ``options``.
 
     Returns:
         A row per selected asset: materialized / skipped (why) / failed (error) / fresh, with
@@ -152,22 +143,19 @@ def materialize(
         >>> result.success                                  # doctest: +SKIP
         True
     """
-    defs = defs_or_assets if isinstance(defs_or_assets, Definitions) else Definitions(list(defs_or_assets))
-    on_recording = options.pop("on_recording", None)
+    defs = defs_or_assets if isinstance(defs_or_assets, CoreDefinitions) else CoreDefinitions(list(defs_or_assets))
     results: list[MaterializeResult] = []
-    # Bad input raises here, before anything starts.
-    plan = options.pop("plan", None)
-    if plan is None:
-        plan = plan_run(defs, select, partition=options.get("partition"),
-                        stale_only=options.get("stale_only", False), config=options.get("config"))
-        nothing_to_do = fresh_without_a_run(defs, plan) if plan.partition is None else None
+    prepared_by_caller = plan is not None
+    plan = _prepared(defs, plan, select, options, "materialize()")  # bad input raises here
+    if not prepared_by_caller and plan.partition is None:
+        nothing_to_do = fresh_without_a_run(defs, plan)
         if nothing_to_do is not None:
             return nothing_to_do
-    flow = build_flow(defs, select, results=results, asynchronous=True, plan=plan, **options)
+    flow = build_flow(defs, plan=plan, on_event=on_event, results=results, asynchronous=True)
     require_reachable_api()
-    runner_config = override_runner(defs.runner, options.get("runner"), options.get("max_workers"))
-    # Before the embedded server's start-up, so the forkserver's imports overlap it.
-    start_early(runner_config)
+    runner = backend(plan.runner)
+    # Before the embedded server's start-up, so what the workers need starts meanwhile.
+    runner.warm_up(plan.runner)
     start_embedded_server()  # if used: the one Prefect would start, stopped if we are killed
     # One API client for the rest of the call: the housekeeping, the flow body and its task
     # threads share it (each client costs an SSL context and a connection pool).
@@ -176,8 +164,7 @@ def materialize(
         # this run starts, and is done (its notes logged) before the run's result is returned.
         housekeeping = _started_in_a_thread(crash_runs_of_ended_processes_and_report)
         try:
-            with local_cluster_started_early(runner_config), api_shared_with_workers(runner_config), \
-                    tags(*owner_tags()):
+            with runner.around_run(plan.runner), tags(*owner_tags()):
                 state: State = _run_to_completion(flow(return_state=True))
         finally:
             housekeeping.join()
@@ -199,11 +186,11 @@ def _wait_until_recorded(result: MaterializeResult, on_progress: Callable[[int, 
     wait_until_recorded(result.flow_run_id, expected, on_progress)
 
 
-def run_plan_in_flow(defs: Definitions, plan: RunPlan, on_event: EventCallback | None = None) -> MaterializeResult:
+def run_plan_in_flow(defs: CoreDefinitions, plan: RunPlan, on_event: EventCallback | None = None) -> MaterializeResult:
     """Prepare the concurrency limits, execute ``plan`` in the current flow run and attach the
     summary table artifact."""
     prepare_concurrency_limits(defs.concurrency_limits, (run.node.definition for run in plan.runs.values()))
-    with settings_serialized_once():
+    with backend(plan.runner).around_submits(plan.runner):
         result = execute_plan(defs, plan, on_event)
     create_table_artifact(
         table=result.summary_rows(),
@@ -212,6 +199,15 @@ def run_plan_in_flow(defs: Definitions, plan: RunPlan, on_event: EventCallback |
         _sync=True,  # this runs in a thread of an async flow, where Prefect would pick the coroutine
     )
     return result
+
+
+def _prepared(defs: CoreDefinitions, plan: RunPlan | None, select: str | None, options: dict[str, Any], call: str) -> RunPlan:
+    """``plan`` itself, or the run ``select`` and ``options`` ask for; never both."""
+    if plan is None:
+        return prepare_run(defs, RunOptions.parse({"select": select, **options}, call))
+    if select is not None or options:
+        raise TypeError(f"{call}: give a prepared plan or run options, not both")
+    return plan
 
 
 def final_state(result: MaterializeResult) -> Any:
@@ -245,7 +241,7 @@ def _run_to_completion(coroutine: Coroutine[Any, Any, State]) -> State:
 
     With no loop running here, ``asyncio.run``. Under a running loop (a notebook, an async
     application) ``asyncio.run`` refuses, so the call gets a thread and a loop of its own, with
-    a copy of this context (the settings :func:`api_shared_with_workers` put there).
+    a copy of this context (the settings the runner's ``around_run`` put there).
     """
     try:
         asyncio.get_running_loop()

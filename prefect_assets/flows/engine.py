@@ -31,7 +31,7 @@ from prefect_assets.flows.results import AssetResult, MaterializeResult
 from prefect_assets.flows.tasks import Sealed, asset_task, asset_uri
 
 if TYPE_CHECKING:
-    from prefect_assets.definitions import Definitions
+    from prefect_assets.core_definitions import CoreDefinitions
 
 #: Tags that name the process owning a flow run (see :mod:`prefect_assets.flows.killed_runs`).
 OWNER_TAG_PREFIXES = (SCOPE_TAG, PROCESS_TAG)
@@ -41,7 +41,7 @@ OWNER_TAG_PREFIXES = (SCOPE_TAG, PROCESS_TAG)
 EventCallback = Callable[[str, AssetKey, "AssetResult | None"], None]
 
 
-def execute_plan(defs: Definitions, plan: RunPlan, on_event: EventCallback | None = None) -> MaterializeResult:
+def execute_plan(defs: CoreDefinitions, plan: RunPlan, on_event: EventCallback | None = None) -> MaterializeResult:
     """Run the plan inside the current flow run and report every asset's outcome."""
     with _heap_frozen(), _owner_tags_off_task_events():
         return _Scheduler(defs, plan, on_event or (lambda *_: None)).run()
@@ -85,7 +85,7 @@ def _owner_tags_off_task_events() -> Iterator[None]:
 
 @dataclass
 class _Scheduler:
-    defs: Definitions
+    defs: CoreDefinitions
     plan: RunPlan
     emit: EventCallback
     outcomes: dict[AssetKey, AssetResult] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import prefect.runtime
@@ -26,17 +26,16 @@ from prefect.context import FlowRunContext
 from prefect.states import Failed
 from prefect.task_runners import TaskRunner
 
-from prefect_assets.definitions import Definitions
+from prefect_assets.core_definitions import CoreDefinitions
 from prefect_assets.errors import AssetsError
 from prefect_assets.flows.build import final_state, run_plan_in_flow
-from prefect_assets.flows.plan import plan_run
-from prefect_assets.flows.runners import make_task_runner, override_runner
-from prefect_assets.flows.warm_start import start_early
+from prefect_assets.flows.options import RunOptions
+from prefect_assets.flows.plan import prepare_run
+from prefect_assets.flows.runners.backend import backend
+from prefect_assets.runner_registry import RunnerName
 
 #: Partition values resolved against the run's scheduled time instead of taken literally.
 PARTITION_KEYWORDS = ("latest", "yesterday")
-#: The runner types a run may ask for (the project's ``runner.type`` values).
-RunnerName = Literal["thread", "process", "dask", "ray"]
 
 
 @flow(name="materialize-assets", persist_result=False, validate_parameters=True)
@@ -51,6 +50,10 @@ def materialize_assets(
     timezone: str | None = None,
 ) -> Any:
     """Materialize ``select`` of the project at ``project``; the run ends Failed if an asset failed.
+
+    The parameters after ``project`` are the fields of
+    :class:`~prefect_assets.flows.options.RunOptions`, spelled out so that Prefect shows them
+    (and deployments set them) one by one.
 
     Args:
         project: the folder holding ``prefect_assets.yaml`` (relative paths are taken from
@@ -71,21 +74,25 @@ def materialize_assets(
     """
     logger = get_run_logger()
     try:
-        defs = Definitions.load(project)
+        defs = CoreDefinitions.load(project)
+        options = RunOptions.parse(
+            dict(select=select, partition=partition, stale_only=stale_only, runner=runner,
+                 max_workers=max_workers, config=config, timezone=timezone), "parameters",
+        )
         scheduled = prefect.runtime.flow_run.scheduled_start_time
         partition_key = resolve_partition(partition, scheduled, timezone)
         if partition_key != partition:
             logger.info("partition %r resolved to %r for the run scheduled at %s", partition, partition_key, scheduled)
-        plan = plan_run(defs, select, partition=partition_key, stale_only=stale_only, config=config)
-        runner_config = override_runner(defs.runner, runner, max_workers)
-        task_runner = make_task_runner(runner_config)
+        plan = prepare_run(defs, options.model_copy(update={"partition": partition_key}))
+        runner_backend = backend(plan.runner)
+        task_runner = runner_backend.task_runner(plan.runner)
     except AssetsError as exc:
         # A user mistake, not a crash: one line in the run's log and state, no traceback.
         logger.error("%s", exc)
         return Failed(message=str(exc))
 
-    start_early(runner_config)  # the forkserver's imports overlap the concurrency-limit set-up
-    with task_runner, _submitting_to(task_runner):
+    runner_backend.warm_up(plan.runner)  # what the workers need starts while the run sets up
+    with runner_backend.around_run(plan.runner), task_runner, _submitting_to(task_runner):
         result = run_plan_in_flow(defs, plan)
     return final_state(result)
 
@@ -142,4 +149,4 @@ def _submitting_to(task_runner: TaskRunner) -> Iterator[None]:
         yield
 
 
-__all__ = ["PARTITION_KEYWORDS", "RunnerName", "materialize_assets", "resolve_partition"]
+__all__ = ["PARTITION_KEYWORDS", "materialize_assets", "resolve_partition"]

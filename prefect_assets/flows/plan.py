@@ -4,8 +4,10 @@ Everything here reads the project and its records only; Prefect is not imported,
 in the selection, the config or a partition is reported at once, and a ``--stale`` run with
 nothing to do or a ``--dry-run`` ends without paying for Prefect's start.
 
-- :func:`plan_run` checks the selection, partition and config and prepares each asset's
-  :class:`~prefect_assets.flows.compute.AssetRun`: the :class:`RunPlan` a flow executes.
+- :func:`prepare_run` checks a run's :class:`~prefect_assets.flows.options.RunOptions` (the
+  selection, partition, config and runner) and prepares each asset's
+  :class:`~prefect_assets.flows.compute.AssetRun`: the :class:`RunPlan` a flow executes. Every
+  run goes through it: ``materialize()``, the CLI and the deployable flow.
 - :func:`fresh_without_a_run` answers a ``stale_only`` plan whose assets are all fresh.
 - :func:`preview` says, asset by asset, what a run of the plan would do and why.
 """
@@ -21,42 +23,50 @@ from prefect_assets.assets.selection import select, upstream
 from prefect_assets.assets.versions import AssetStatus, graph_status
 from prefect_assets.errors import AssetsError, did_you_mean
 from prefect_assets.flows.compute import AssetRun
+from prefect_assets.flows.options import RunOptions
 from prefect_assets.flows.results import AssetResult, MaterializeResult
+from prefect_assets.runner_registry import RunnerConfig, runner_config
 
 if TYPE_CHECKING:
-    from prefect_assets.definitions import Definitions
+    from prefect_assets.core_definitions import CoreDefinitions
 
 
 @dataclass(frozen=True)
 class RunPlan:
-    """A checked selection, ready to run: the keys in order and each asset's :class:`AssetRun`."""
+    """A checked run, ready to execute: the keys in order, each asset's :class:`AssetRun`, and
+    the runner that executes them."""
 
     keys: list[AssetKey]
     runs: Mapping[AssetKey, AssetRun]
-    partition: str | None = None
-    stale_only: bool = False
+    options: RunOptions
+    runner: RunnerConfig
+
+    @property
+    def partition(self) -> str | None:
+        return self.options.partition
+
+    @property
+    def stale_only(self) -> bool:
+        return self.options.stale_only
 
 
-def plan_run(
-    defs: Definitions,
-    select_expr: str | None = None,
-    *,
-    partition: str | None = None,
-    stale_only: bool = False,
-    config: Mapping[str, Mapping[str, Any]] | None = None,
-) -> RunPlan:
-    """Resolve the selection and validate each asset's config before anything runs.
+def prepare_run(defs: CoreDefinitions, options: RunOptions | None = None) -> RunPlan:
+    """Check ``options`` against the project and prepare every selected asset's run.
 
     Raises:
-        AssetsError: an unknown selection, invalid asset config, or storage that refuses the
-            credentials (see :meth:`Definitions.check_storage`); nothing has been written.
+        AssetsError: an unknown selection, a partition no selected asset has, invalid asset
+            config, a runner that does not fit, or storage that refuses the credentials (see
+            :meth:`CoreDefinitions.check_storage`); nothing has been written.
     """
-    keys = select(defs.graph, select_expr)
+    options = options or RunOptions()
+    keys = select(defs.graph, options.select)
     if not keys:
-        raise AssetsError(f"selection {select_expr!r} matches no assets; see: prefect-assets list")
+        raise AssetsError(f"selection {options.select!r} matches no assets; see: prefect-assets list")
+    runner = runner_config(defs.runner, options.runner, options.max_workers)
+    partition = options.partition
     if partition is not None:
         _check_partition_fits(defs, keys, partition)
-    config = dict(config or {})
+    config = dict(options.config or {})
     unknown = sorted(set(config) - {str(k) for k in defs.graph.nodes})
     if unknown:
         raise AssetsError(f"config given for unknown assets {unknown}; use asset keys such as {str(keys[0])!r}")
@@ -76,10 +86,10 @@ def plan_run(
         )
     # Wrong credentials or a missing bucket: one line now, not a failed asset per key later.
     defs.check_storage({*keys, *(up for key in keys for up in defs.graph.upstream_of(key))}, written=keys)
-    return RunPlan(keys, runs, partition, stale_only)
+    return RunPlan(keys, runs, options, runner)
 
 
-def fresh_without_a_run(defs: Definitions, plan: RunPlan) -> MaterializeResult | None:
+def fresh_without_a_run(defs: CoreDefinitions, plan: RunPlan) -> MaterializeResult | None:
     """For a ``stale_only`` plan whose every asset is fresh: the result, with no flow run needed.
 
     Statuses are computed as the run would compute them (records settled, stored data checked
@@ -106,7 +116,7 @@ class PlannedAsset:
     reason: str
 
 
-def preview(defs: Definitions, plan: RunPlan) -> list[PlannedAsset]:
+def preview(defs: CoreDefinitions, plan: RunPlan) -> list[PlannedAsset]:
     """What a run of ``plan`` would do, asset by asset, in the plan's order, without running it.
 
     The same rules as the scheduler, decided from the records as they are now: an asset whose
@@ -148,7 +158,7 @@ def _planned(
     return PlannedAsset(key, "run", str(status))
 
 
-def _loading_io_manager(defs: Definitions, key: AssetKey, up: AssetKey):
+def _loading_io_manager(defs: CoreDefinitions, key: AssetKey, up: AssetKey):
     io_manager = defs.io_manager_for(up)
     if io_manager is None:
         raise AssetsError(
@@ -182,7 +192,7 @@ def _asset_config(definition, values: Mapping[str, Any] | None) -> Any:
         raise AssetsError(f"asset '{definition.key}' config: {detail}; pass valid values with --config") from None
 
 
-def _check_partition_fits(defs: Definitions, keys: list[AssetKey], partition: str) -> None:
+def _check_partition_fits(defs: CoreDefinitions, keys: list[AssetKey], partition: str) -> None:
     """A partition key must be storable, and meant for an asset of the selection.
 
     Checked when the run is planned, so a bad value never reaches an asset function, and a

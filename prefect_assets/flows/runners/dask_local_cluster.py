@@ -4,7 +4,7 @@ prefect-dask calls :func:`local_dask_cluster` as its ``cluster_class`` when the 
 its first asset. It is a ``distributed.LocalCluster`` with three differences, all about the
 cores and seconds the assets need, since the cluster lives for one run on the same machine:
 
-- **Workers fork from the warm forkserver** (:mod:`prefect_assets.flows.warm_start`) instead
+- **Workers fork from the warm forkserver** (:mod:`prefect_assets.flows.runners.warm_start`) instead
   of being spawned and importing Prefect every run.
 - **Dask's background sampling is slower** (:data:`QUIET_CLUSTER`). Every Dask server (the
   scheduler, each nanny and worker) wakes up on timers: the statistical profiler every 10 ms,
@@ -34,8 +34,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from prefect_assets.config import RunnerConfig
-from prefect_assets.flows.warm_start import forkserver_available, start_forkserver
+from prefect_assets.flows.runners.warm_start import forkserver_available, start_forkserver
+from prefect_assets.runner_registry import RunnerConfig
 
 #: Dask settings for a run's local cluster, each applied unless the user configured that key.
 QUIET_CLUSTER: dict[str, Any] = {
@@ -80,9 +80,9 @@ def local_cluster_started_early(config: RunnerConfig) -> Iterator[None]:
     run's first submit, through prefect-dask) gets this cluster, waiting for it if it is still
     starting; prefect-dask then closes it with the run, as any cluster it creates. A cluster
     nothing claimed (the run failed before its first asset, or had none to run) is closed when
-    the block ends. For any other runner the block does nothing.
+    the block ends. For a cluster given by ``address`` the block does nothing.
     """
-    if config.type != "dask" or config.address is not None:
+    if config.address is not None:
         yield
         return
     early = _EarlyCluster(local_cluster_kwargs(config), _start_in_background(local_cluster_kwargs(config)))

@@ -5,12 +5,12 @@ imports Prefect before it runs its first asset: CPU time per worker, in every ru
 cores the assets need. On Linux and macOS, :mod:`multiprocessing`'s *forkserver* start
 method pays that once: one helper process, the forkserver, imports Prefect, prefect-assets
 (and ``distributed`` when installed) and does the rest of a worker's first-task set-up
-(:mod:`prefect_assets.flows.forkserver_preload`), and every worker is a fork of it, ready at
+(:mod:`prefect_assets.flows.runners.forkserver_preload`), and every worker is a fork of it, ready at
 once.
 
 - **One forkserver per parent process** (multiprocessing keeps it as a singleton). The first
-  run that needs workers starts it, or :func:`start_early` does, in the background, as soon as
-  a run knows its runner; it lives until the parent exits, so later runs in the same process
+  run that needs workers starts it, or the runner's ``warm_up`` does, in the background, as
+  soon as a run knows its runner; it lives until the parent exits, so later runs in the same process
   (a notebook, a script that materializes in a loop) fork at once. A CLI command, and each
   flow run that ``serve`` or a Prefect worker starts, is a process of its own: it starts its
   forkserver as the run begins, while the run does its own set-up.
@@ -20,8 +20,8 @@ once.
 - **What a worker takes from the parent, as under spawn**: ``sys.path``, the working
   directory and ``__main__`` (multiprocessing sends them at every start), and the environment,
   which the forkserver froze when it started: :func:`match_parent_environment` (process pool) and
-  :func:`~prefect_assets.flows.local_dask.local_dask_cluster` (Dask nannies' ``env``) hand over the parent's current one.
-- **Windows** has no forkserver: workers are spawned, as before.
+  :func:`~prefect_assets.flows.runners.dask_local_cluster.local_dask_cluster` (Dask nannies' ``env``) hand over the parent's current one.
+- **Windows** has no forkserver: workers are spawned, as Prefect does everywhere.
 
 This module imports neither Prefect nor Dask at import time, so a command can start the
 forkserver before it imports them itself.
@@ -37,8 +37,6 @@ from collections.abc import Callable
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from prefect_assets.config import RunnerConfig
-
 
 def forkserver_available() -> bool:
     """Whether this platform has the forkserver start method (Linux, macOS; not Windows)."""
@@ -49,7 +47,7 @@ def preload_modules() -> list[str]:
     """What the forkserver imports before it forks anything: the modules every worker needs.
 
     ``distributed`` when the dask extra is installed, then
-    :mod:`prefect_assets.flows.forkserver_preload`, which imports Prefect's task engine (the
+    :mod:`prefect_assets.flows.runners.forkserver_preload`, which imports Prefect's task engine (the
     bulk of Prefect), our task module and this one (the process pool's worker initializer),
     does the rest of what a worker did in its first task, and freezes the heap it leaves.
     Never the project's modules, which each worker imports fresh.
@@ -59,7 +57,7 @@ def preload_modules() -> list[str]:
     other way round Dask's workers log through Prefect's console handler, which Dask's
     ``silence_logs`` does not reach, and every worker's start-up chatter shows.
     """
-    modules = ["prefect_assets.flows.forkserver_preload"]
+    modules = ["prefect_assets.flows.runners.forkserver_preload"]
     if importlib.util.find_spec("distributed") is not None:
         modules.insert(0, "distributed")
     return modules
@@ -70,7 +68,7 @@ def worker_context() -> BaseContext:
 
     Also (re)sets the forkserver's preload list. Dask sets its own list (``distributed`` and
     a few packages, no Prefect) whenever its nannies use the forkserver; it takes effect only
-    if the forkserver is not running yet, so :func:`~prefect_assets.flows.local_dask.local_dask_cluster`
+    if the forkserver is not running yet, so :func:`~prefect_assets.flows.runners.dask_local_cluster.local_dask_cluster`
     starts it first.
     """
     if not forkserver_available():
@@ -89,24 +87,6 @@ def start_forkserver() -> None:
     if forkserver_available():
         worker_context()
         multiprocessing.forkserver.ensure_running()
-
-
-def forks_workers(config: RunnerConfig) -> bool:
-    """Whether a run on ``config`` starts worker processes from the forkserver: the process
-    pool and a local Dask cluster (not threads, not Ray, not an existing cluster's address)."""
-    if not forkserver_available():
-        return False
-    return config.type == "process" or (config.type == "dask" and config.address is None)
-
-
-def start_early(config: RunnerConfig) -> None:
-    """Start the forkserver now if a run on ``config`` will fork its workers from it.
-
-    Call it as soon as the runner is known: the forkserver's imports then overlap whatever
-    the run does before its first asset (importing Prefect, starting the ephemeral API server).
-    """
-    if forks_workers(config):
-        start_forkserver()
 
 
 def match_parent_environment(

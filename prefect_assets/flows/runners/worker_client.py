@@ -17,7 +17,7 @@ worker uses it, and the connection to the server is kept between tasks.
 **Dask workers** serve tasks from any number of runs (a standing cluster outlives every run),
 and Dask runs each task in a fresh copy of its event loop's context, so nothing a worker opens
 once reaches its tasks by itself. There the submitting side wraps what each task runs in a
-:class:`RunWithClientOfRun` (:mod:`prefect_assets.flows.dask_runner`), which makes the run's
+:class:`RunWithClientOfRun` (:mod:`prefect_assets.flows.runners.dask`), which makes the run's
 client current around it: one client per worker process and run, opened by the run's first
 task there, kept for the run's later tasks, closed once :data:`RUNS_REMEMBERED` newer runs have
 used the worker and no task of its run is still running. What both save is measured in
@@ -38,7 +38,7 @@ Ray kills its workers. A local cluster's workers end with the run, right after i
 their last events were lost, and the server showed a failed asset with no task run, or still
 Running. Prefect's process pool waits for a worker's events after every task
 (``prefect.task_runners``); :class:`RunThenSendEvents` does the same on Dask, and
-:mod:`prefect_assets.flows.ray_runner` on Ray. It waits only for what is queued already, the
+:mod:`prefect_assets.flows.runners.ray` on Ray. It waits only for what is queued already, the
 task's last state change and asset events, sent on an open connection.
 """
 
@@ -57,8 +57,8 @@ from prefect.context import SettingsContext, SyncClientContext
 from prefect.events.worker import EventsWorker
 from prefect.settings import Settings
 
-from prefect_assets.flows.warm_start import match_parent_environment
-from prefect_assets.flows.worker_settings import RUNS_REMEMBERED
+from prefect_assets.flows.runners.warm_start import match_parent_environment
+from prefect_assets.flows.runners.worker_settings import RUNS_REMEMBERED
 
 
 def start_pool_worker(
@@ -159,7 +159,7 @@ class RunWithClientOfRun:
     client current (see the module docstring).
 
     Built on the submitting side around the function prefect-dask sends; ``run_token`` names
-    the run (:class:`~prefect_assets.flows.worker_settings.SerializedRunSettings`). Called on
+    the run (:class:`~prefect_assets.flows.runners.worker_settings.SerializedRunSettings`). Called on
     the worker with Prefect's keyword arguments, whose ``context`` holds the run's settings.
     """
 

@@ -1,7 +1,7 @@
 """Imported by the forkserver, once, before it forks any worker: the worker's first-task work, done ahead.
 
 Every process-pool or local Dask worker is a fork of the forkserver (see
-:mod:`prefect_assets.flows.warm_start`), so whatever this module does, each worker inherits done.
+:mod:`prefect_assets.flows.runners.warm_start`), so whatever this module does, each worker inherits done.
 Importing it anywhere else would only cost time: nothing imports it but the forkserver.
 
 What a worker would otherwise do in its first task:
@@ -26,9 +26,9 @@ import prefect.engine  # noqa: F401 - imported by the process pool's wrapper aro
 import prefect.task_engine  # noqa: F401 - runs every task
 from prefect.plugins import load_prefect_collections
 
+import prefect_assets.flows.runners.worker_client  # noqa: F401 - the process pool's worker initializer
+import prefect_assets.flows.runners.worker_settings  # noqa: F401 - rebuilds the run's settings in the worker
 import prefect_assets.flows.tasks  # noqa: F401 - the asset task and everything it loads and stores with
-import prefect_assets.flows.worker_client  # noqa: F401 - the process pool's worker initializer
-import prefect_assets.flows.worker_settings  # noqa: F401 - rebuilds the run's settings in the worker
 
 load_prefect_collections()
 gc.collect()

@@ -7,10 +7,10 @@ for the task (each parsing the certifi bundle), between one asset's end and the 
 start; and the task's last events (its final state) may still be queued when it returns, lost
 if the worker then ends (a local cluster's workers end with the run).
 :class:`SharedClientDaskTaskRunner` wraps that function in a
-:class:`~prefect_assets.flows.worker_client.RunWithClientOfRun`, which gives all the run's
+:class:`~prefect_assets.flows.runners.worker_client.RunWithClientOfRun`, which gives all the run's
 tasks on one worker process one client, and a
-:class:`~prefect_assets.flows.worker_client.RunThenSendEvents`, which waits until the task's
-events are sent (:mod:`prefect_assets.flows.worker_client`).
+:class:`~prefect_assets.flows.runners.worker_client.RunThenSendEvents`, which waits until the task's
+events are sent (:mod:`prefect_assets.flows.runners.worker_client`).
 
 The hook: prefect-dask's ``PrefectDaskClient.submit`` builds the function and passes it to
 ``distributed.Client.submit`` through ``super()``. :class:`_SharedClientDaskClient` puts
@@ -23,13 +23,55 @@ run's settings carry no run token, a run not submitted through ``settings_serial
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import distributed
 from prefect_dask import DaskTaskRunner
 from prefect_dask.client import PrefectDaskClient
 
-from prefect_assets.flows.worker_client import RunThenSendEvents, RunWithClientOfRun, sent_settings_context
+from prefect_assets.flows.runners.backend import RunnerBackend
+from prefect_assets.flows.runners.dask_local_cluster import (
+    local_cluster_kwargs,
+    local_cluster_started_early,
+    local_dask_cluster,
+)
+from prefect_assets.flows.runners.shared_api import api_shared_with_workers
+from prefect_assets.flows.runners.warm_start import start_forkserver
+from prefect_assets.flows.runners.worker_client import RunThenSendEvents, RunWithClientOfRun, sent_settings_context
+from prefect_assets.flows.runners.worker_settings import settings_serialized_once
+from prefect_assets.runner_registry import RunnerConfig
+
+
+class DaskBackend(RunnerBackend):
+    """A local cluster of the run (:mod:`.dask_local_cluster`), or the one at ``address``."""
+
+    def task_runner(self, config: RunnerConfig) -> DaskTaskRunner:
+        # The in-process scheduler and nannies log every connection at INFO: keep Dask no
+        # chattier than Prefect (WARNING under the CLI, INFO with --verbose).
+        dask_logger = logging.getLogger("distributed")
+        dask_logger.setLevel(max(dask_logger.getEffectiveLevel(), logging.getLogger("prefect").getEffectiveLevel()))
+        if config.address is not None:
+            return SharedClientDaskTaskRunner(address=config.address)
+        return SharedClientDaskTaskRunner(cluster_class=local_dask_cluster, cluster_kwargs=local_cluster_kwargs(config))
+
+    def warm_up(self, config: RunnerConfig) -> None:
+        if config.address is None:  # a local cluster's workers fork from the forkserver
+            start_forkserver()
+
+    def around_run(self, config: RunnerConfig) -> AbstractContextManager[None]:
+        return _around_run(config)
+
+    def around_submits(self, config: RunnerConfig) -> AbstractContextManager[None]:
+        return settings_serialized_once()
+
+
+@contextmanager
+def _around_run(config: RunnerConfig) -> Iterator[None]:
+    with local_cluster_started_early(config), api_shared_with_workers():
+        yield
 
 
 class _WrapTaskFunction(distributed.Client):
@@ -70,3 +112,6 @@ class SharedClientDaskTaskRunner(DaskTaskRunner):
         if type(client) is PrefectDaskClient:
             client.__class__ = _SharedClientDaskClient  # adds only the wrapping of submit
         return client
+
+
+BACKEND = DaskBackend()
