@@ -31,7 +31,9 @@ os.environ.pop("PREFECT_API_URL", None)
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "shop"
 
-pytest_plugins = ["tests.s3_server", "tests.prefect_server_process", "tests.dask_cluster"]
+# tests.oldest_prefect: builds the venv with the oldest Prefect we support, in the background (its test
+# is tests/test_prefect_versions.py).
+pytest_plugins = ["tests.s3_server", "tests.prefect_server_process", "tests.dask_cluster", "tests.oldest_prefect"]
 
 
 def free_port() -> int:
