@@ -23,6 +23,7 @@ FLOORS = {
     "config": 2,
     "runner_registry": 2,
     "io_managers": 3,
+    "_prefect_compat": 4,
     "core_definitions": 4,
     "flows": 5,
     "definitions": 6,

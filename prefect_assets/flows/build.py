@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import threading
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
-from prefect import Flow, tags
-from prefect.artifacts import create_table_artifact
-from prefect.context import SyncClientContext
+from prefect import Flow, get_client, tags
+from prefect.client.schemas.actions import ArtifactCreate
+from prefect.context import FlowRunContext, SyncClientContext
 from prefect.states import Failed, State
 
 from prefect_assets.assets.decorator import AssetDefinition
@@ -192,13 +193,26 @@ def run_plan_in_flow(defs: CoreDefinitions, plan: RunPlan, on_event: EventCallba
     prepare_concurrency_limits(defs.concurrency_limits, (run.node.definition for run in plan.runs.values()))
     with backend(plan.runner).around_submits(plan.runner):
         result = execute_plan(defs, plan, on_event)
-    create_table_artifact(
-        table=result.summary_rows(),
-        key="asset-materializations",
-        description=_describe(result),
-        _sync=True,  # this runs in a thread of an async flow, where Prefect would pick the coroutine
-    )
+    _attach_summary_table(result)
     return result
+
+
+def _attach_summary_table(result: MaterializeResult) -> None:
+    """The run's summary as a table artifact of the current flow run (``asset-materializations``).
+
+    What ``prefect.artifacts.create_table_artifact`` sends, through the public client: called
+    from a thread of an async flow, that function would hand back a coroutine instead.
+    """
+    flow_run_context = FlowRunContext.get()
+    flow_run = flow_run_context.flow_run if flow_run_context is not None else None
+    with get_client(sync_client=True) as client:  # the run's client, when one is open
+        client.create_artifact(artifact=ArtifactCreate(
+            type="table",
+            key="asset-materializations",
+            description=_describe(result),
+            data=json.dumps(result.summary_rows()),
+            flow_run_id=flow_run.id if flow_run is not None else None,
+        ))
 
 
 def _prepared(defs: CoreDefinitions, plan: RunPlan | None, select: str | None, options: dict[str, Any], call: str) -> RunPlan:

@@ -15,12 +15,12 @@ stops the server itself and the watchdog is told to leave it alone. Why a separa
 ``PR_SET_PDEATHSIG`` needs code in the server's child before ``exec``, which Prefect's spawn
 offers no hook for, is Linux-only, and fires when the *thread* that started the child ends.
 
-**Prefect internals, probed.** The server process is caught the moment Prefect creates it, by
-wrapping the singleton's ``_run_uvicorn_command`` (a process killed while the server starts is
-covered too, and a restart on another port is guarded as well). Without that method the server
-is guarded after ``start()`` through its ``server_process``; without either, or without the
-class, or on a platform without ``pass_fds`` (Windows), the run keeps Prefect's default: an
-unguarded server, never an error.
+**Prefect internals, fenced.** The server process is caught the moment Prefect creates it
+(a process killed while the server starts is covered too, and a restart on another port is
+guarded as well), through :mod:`prefect_assets._prefect_compat.ephemeral_server`. Where that is
+not available (or ``PREFECT_ASSETS_STOCK_PREFECT`` is set), or on a platform without
+``pass_fds`` (Windows), the run keeps Prefect's default: the server started on first use,
+unguarded, never an error.
 
 A child *forked* from this process (not spawned) inherits the pipe's write end, so the
 watchdog also waits for it: the server outlives the parent only as long as such a child,
@@ -62,13 +62,13 @@ def start_embedded_server() -> None:
     server = _prefect_embedded_server()
     if server is None:
         return
+    from prefect_assets._prefect_compat import ephemeral_server
+
     if _guarding_supported():
         _watchdog()  # started beside the server; its exit handler runs after Prefect's stop()
-        _guard_processes_as_they_start(server)
-    server.start()
-    process = getattr(server, "server_process", None)
-    if _guarding_supported() and isinstance(process, subprocess.Popen):
-        _guard(process.pid)  # the fallback's way in; a repeat is a no-op
+        ephemeral_server.start(server, on_process=_guard)  # a repeated pid is a no-op
+    else:
+        ephemeral_server.start(server)
 
 
 def embedded_server_in_use() -> bool:
@@ -131,34 +131,14 @@ def wait_until_recorded(
 
 
 def _prefect_embedded_server() -> Any | None:
-    """Prefect's ``SubprocessASGIServer()`` singleton, or None if it is not what we expect."""
-    try:
-        from prefect.server.api.server import SubprocessASGIServer
-    except ImportError:
-        return None
-    server = SubprocessASGIServer()
-    return server if callable(getattr(server, "start", None)) else None
+    """Prefect's ``SubprocessASGIServer()`` singleton, or None (fenced: see the module docstring)."""
+    from prefect_assets._prefect_compat.ephemeral_server import embedded_server
+
+    return embedded_server()
 
 
 def _guarding_supported() -> bool:
     return os.name == "posix"
-
-
-def _guard_processes_as_they_start(server: Any) -> None:
-    """Wrap the singleton's ``_run_uvicorn_command`` so every server process it starts is
-    guarded before ``start()`` waits for it to answer."""
-    original = getattr(server, "_run_uvicorn_command", None)
-    if not callable(original) or getattr(original, "_prefect_assets_guarded", False):
-        return
-
-    def run_guarded(*args: Any, **kwargs: Any) -> Any:
-        process = original(*args, **kwargs)
-        if isinstance(process, subprocess.Popen):
-            _guard(process.pid)
-        return process
-
-    run_guarded._prefect_assets_guarded = True  # type: ignore[attr-defined]
-    server._run_uvicorn_command = run_guarded
 
 
 class _Watchdog:

@@ -35,7 +35,6 @@ from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.tasks import MaterializingTask
-from prefect.utilities.timeout import timeout as prefect_timeout
 
 from prefect_assets.assets.context import AssetContext
 from prefect_assets.assets.keys import AssetKey
@@ -169,7 +168,7 @@ def _compute_with_deadline(
     """:func:`compute`, stopped after ``run.timeout_seconds``, by the means that bite where it runs.
 
     - On a process's main thread (process pool, Ray): ``SIGALRM`` interrupts even ``sleep``
-      and blocking I/O (Prefect's alarm cancel scope).
+      and blocking I/O (:mod:`~prefect_assets.flows.deadline`, as Prefect's own timeout).
     - On a thread of a worker process (Dask): no signal reaches a thread, so the asset runs in
       a child process that is killed at the deadline.
     - On a thread of the flow's own process (the thread runner): an exception is injected
@@ -182,9 +181,11 @@ def _compute_with_deadline(
     on_main_thread = threading.current_thread() is threading.main_thread()
     if not on_main_thread and os.getpid() != run.origin_pid:
         return compute_in_subprocess(run, upstream_records, context, seconds)
+    from prefect_assets.flows.deadline import deadline
+
     started = time.monotonic()
     try:
-        with prefect_timeout(seconds, timeout_exc_type=_Deadline):
+        with deadline(seconds, _Deadline):
             return compute(run, upstream_records, context)
     except _Deadline as exc:
         ran = time.monotonic() - started

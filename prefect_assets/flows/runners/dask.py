@@ -12,13 +12,13 @@ tasks on one worker process one client, and a
 :class:`~prefect_assets.flows.runners.worker_client.RunThenSendEvents`, which waits until the task's
 events are sent (:mod:`prefect_assets.flows.runners.worker_client`).
 
-The hook: prefect-dask's ``PrefectDaskClient.submit`` builds the function and passes it to
-``distributed.Client.submit`` through ``super()``. :class:`_SharedClientDaskClient` puts
-:class:`_WrapTaskFunction` between the two in its method order, so that call reaches it first.
-prefect-dask creates its client inside ``DaskTaskRunner.client``, so the runner gives the client
-it created this class. If prefect-dask's client is not the class this expects (another version),
-tasks run exactly as prefect-dask sends them (as they do without the shared client when the
-run's settings carry no run token, a run not submitted through ``settings_serialized_once``).
+The hook is a Prefect internal, behind :mod:`prefect_assets._prefect_compat.dask_client`: the
+runner passes the client prefect-dask creates (in ``DaskTaskRunner.client``) to
+:func:`~prefect_assets._prefect_compat.dask_client.wrap_task_functions`, which has it wrap every
+Prefect task's function with :func:`_wrap_task_function`. Where that is not available (or
+``PREFECT_ASSETS_STOCK_PREFECT`` is set) the run uses prefect-dask's runner as it is. Tasks also
+run exactly as prefect-dask sends them when the run's settings carry no run token (a run not
+submitted through ``settings_serialized_once``), except for the events sent before they return.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-import distributed
 from prefect_dask import DaskTaskRunner
 from prefect_dask.client import PrefectDaskClient
 
+from prefect_assets._prefect_compat import dask_client, worker_events
 from prefect_assets.flows.runners.backend import RunnerBackend
 from prefect_assets.flows.runners.dask_local_cluster import (
     local_cluster_kwargs,
@@ -40,7 +40,7 @@ from prefect_assets.flows.runners.dask_local_cluster import (
 )
 from prefect_assets.flows.runners.shared_api import api_shared_with_workers
 from prefect_assets.flows.runners.warm_start import start_forkserver
-from prefect_assets.flows.runners.worker_client import RunThenSendEvents, RunWithClientOfRun, sent_settings_context
+from prefect_assets.flows.runners.worker_client import RunThenSendEvents, RunWithClientOfRun
 from prefect_assets.flows.runners.worker_settings import settings_serialized_once
 from prefect_assets.runner_registry import RunnerConfig
 
@@ -53,9 +53,10 @@ class DaskBackend(RunnerBackend):
         # chattier than Prefect (WARNING under the CLI, INFO with --verbose).
         dask_logger = logging.getLogger("distributed")
         dask_logger.setLevel(max(dask_logger.getEffectiveLevel(), logging.getLogger("prefect").getEffectiveLevel()))
+        runner_class = SharedClientDaskTaskRunner if dask_client.AVAILABLE else DaskTaskRunner
         if config.address is not None:
-            return SharedClientDaskTaskRunner(address=config.address)
-        return SharedClientDaskTaskRunner(cluster_class=local_dask_cluster, cluster_kwargs=local_cluster_kwargs(config))
+            return runner_class(address=config.address)
+        return runner_class(cluster_class=local_dask_cluster, cluster_kwargs=local_cluster_kwargs(config))
 
     def warm_up(self, config: RunnerConfig) -> None:
         if config.address is None:  # a local cluster's workers fork from the forkserver
@@ -74,28 +75,19 @@ def _around_run(config: RunnerConfig) -> Iterator[None]:
         yield
 
 
-class _WrapTaskFunction(distributed.Client):
-    """Wraps the function prefect-dask submits for a Prefect task (it carries the run's
-    ``context``) so the worker runs it with the run's one API client and sends its events
-    before returning. Any other submit passes through untouched."""
-
-    def submit(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        if "task" in kwargs:
-            run_token = _run_token(kwargs)
-            if run_token is not None:
-                func = RunWithClientOfRun(func, run_token)
-            func = RunThenSendEvents(func)
-        return super().submit(func, *args, **kwargs)
+def _wrap_task_function(run_task: Any, run_task_kwargs: dict[str, Any]) -> Any:
+    """What a worker runs for one Prefect task prefect-dask submits: the task with the run's
+    one API client (if the run has a token), then its events sent before it returns."""
+    run_token = _run_token(run_task_kwargs)
+    if run_token is not None:
+        run_task = RunWithClientOfRun(run_task, run_token)
+    return RunThenSendEvents(run_task)
 
 
 def _run_token(run_task_kwargs: dict[str, Any]) -> str | None:
     """The run token in the serialized context prefect-dask sends with a task, if any."""
-    settings_context = sent_settings_context(run_task_kwargs) or {}
+    settings_context = worker_events.sent_settings_context(run_task_kwargs) or {}
     return getattr(settings_context.get("settings"), "run_token", None)
-
-
-class _SharedClientDaskClient(PrefectDaskClient, _WrapTaskFunction):
-    """``PrefectDaskClient``, whose ``super().submit`` reaches :class:`_WrapTaskFunction`."""
 
 
 class SharedClientDaskTaskRunner(DaskTaskRunner):
@@ -108,10 +100,7 @@ class SharedClientDaskTaskRunner(DaskTaskRunner):
 
     @property
     def client(self) -> PrefectDaskClient:
-        client = super().client
-        if type(client) is PrefectDaskClient:
-            client.__class__ = _SharedClientDaskClient  # adds only the wrapping of submit
-        return client
+        return dask_client.wrap_task_functions(super().client, _wrap_task_function)
 
 
 BACKEND = DaskBackend()

@@ -10,7 +10,8 @@ What a worker would otherwise do in its first task:
   which the wrapper imports inside each call) and our task module.
 - **Load Prefect's collections** (``prefect-dask``, ``prefect-ray``, ...). The run context a
   task receives holds a result-storage block; validating it looks its class up by key, which
-  imports every installed collection the first time.
+  imports every installed collection the first time
+  (:mod:`prefect_assets._prefect_compat.plugins`).
 - **Freeze the garbage collector's view of all that** (:func:`gc.freeze`). A worker starts with
   Prefect's whole import-time heap; its first full collection, inside its first task, walked
   every object of it and, by touching them, copied the shared memory pages. Frozen objects are
@@ -24,12 +25,12 @@ import gc
 
 import prefect.engine  # noqa: F401 - imported by the process pool's wrapper around every task
 import prefect.task_engine  # noqa: F401 - runs every task
-from prefect.plugins import load_prefect_collections
 
 import prefect_assets.flows.runners.worker_client  # noqa: F401 - the process pool's worker initializer
 import prefect_assets.flows.runners.worker_settings  # noqa: F401 - rebuilds the run's settings in the worker
 import prefect_assets.flows.tasks  # noqa: F401 - the asset task and everything it loads and stores with
+from prefect_assets._prefect_compat.plugins import load_collections
 
-load_prefect_collections()
+load_collections()
 gc.collect()
 gc.freeze()

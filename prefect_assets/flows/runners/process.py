@@ -1,25 +1,27 @@
 """Processes: Prefect's ``ProcessPoolTaskRunner``, its workers forked from a warm forkserver.
 
 Everything is Prefect's (event and log forwarding from the workers, futures, cancellation)
-except how the workers start: forked from the forkserver that has already imported Prefect
+except when the pool starts (its first task, not every time Prefect enters it) and how its
+workers start: forked from the forkserver that has already imported Prefect
 (:mod:`.warm_start`), each opening one API client with the run's settings for all its tasks
-(:mod:`.worker_client`). A task's Prefect events leave its worker before its result does:
-Prefect's process pool waits for them after each task itself.
+(:mod:`.worker_client`). Both go through Prefect's internals, behind
+:mod:`prefect_assets._prefect_compat.process_pool`; where that is not available (or
+``PREFECT_ASSETS_STOCK_PREFECT`` is set) the run uses Prefect's pool as it is. A task's
+Prefect events leave its worker before its result does: Prefect's process pool waits for them
+after each task itself.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 from prefect.settings import get_current_settings
 from prefect.task_runners import ProcessPoolTaskRunner
-from typing_extensions import Self
 
+from prefect_assets._prefect_compat import pool_warnings, process_pool, settings_reload
 from prefect_assets.flows.runners.backend import RunnerBackend
 from prefect_assets.flows.runners.shared_api import api_shared_with_workers
 from prefect_assets.flows.runners.warm_start import start_forkserver, worker_context
@@ -28,14 +30,22 @@ from prefect_assets.flows.runners.worker_settings import settings_serialized_onc
 from prefect_assets.runner_registry import RunnerConfig
 
 
+def forked_workers_available() -> bool:
+    """Whether the pool's workers can fork from the forkserver: Prefect's pool can be started
+    our way, and a forked worker can read Prefect's settings again (both fenced internals)."""
+    return process_pool.AVAILABLE and settings_reload.AVAILABLE
+
+
 class ProcessBackend(RunnerBackend):
     def task_runner(self, config: RunnerConfig) -> ProcessPoolTaskRunner:
-        runner = ForkserverProcessPoolTaskRunner(max_workers=config.max_workers)
-        _quiet_tag_warning(runner.logger)
+        runner_class = ForkserverProcessPoolTaskRunner if forked_workers_available() else ProcessPoolTaskRunner
+        runner = runner_class(max_workers=config.max_workers)
+        pool_warnings.quiet_tag_warning(runner.logger)
         return runner
 
     def warm_up(self, config: RunnerConfig) -> None:
-        start_forkserver()
+        if forked_workers_available():
+            start_forkserver()
 
     def around_run(self, config: RunnerConfig) -> AbstractContextManager[None]:
         return api_shared_with_workers()
@@ -44,100 +54,26 @@ class ProcessBackend(RunnerBackend):
         return settings_serialized_once()
 
 
-class ForkserverProcessPoolTaskRunner(ProcessPoolTaskRunner):
-    """Prefect's process pool, with workers forked from the warm forkserver instead of spawned,
-    started by its first task.
+class ForkserverProcessPoolTaskRunner(process_pool.LazyProcessPoolTaskRunner):
+    """Prefect's process pool, started by its first task, with workers forked from the warm
+    forkserver instead of spawned (see :mod:`prefect_assets._prefect_compat.process_pool`).
 
-    Everything else is Prefect's: event and log forwarding from the workers, the user
-    ``initializer``, futures, cancellation. ``duplicate()`` (Prefect duplicates the runner for
-    every flow run) builds ``type(self)``, so the copy is this class too.
-
-    **Started by the first submit (or map), not on entering.** Prefect enters a copy of the flow's
-    task runner around every task it runs in a worker, in case the task submits tasks of its
-    own; Prefect's ``__enter__`` starts a message queue, a forwarding thread and two executors,
-    and ``__exit__`` tears them down, for each asset, in the worker, where assets never submit.
-    This runner starts on its first ``submit`` and stops on exit only if it started.
-
-    **Forked workers.** Prefect's start creates its ``ProcessPoolExecutor`` with a hard-coded
-    ``multiprocessing.get_context("spawn")``, and no option changes it. The executor starts no
-    process until the first task reaches it, so this lets Prefect build it, then replaces it
-    with one that differs only in its context and initializer: the same size, and Prefect's own
-    initializer (which installs the forwarding) run by
-    :func:`~prefect_assets.flows.runners.worker_client.start_pool_worker`, which also gives each worker
-    one API client, made with the run's settings, for all its tasks. Reproducing Prefect's start
-    instead would copy its queue and forwarding thread set-up. If the executor is not what this
-    expects (another Prefect or Python version), the run keeps Prefect's spawned workers:
-    slower, never wrong.
+    Each worker starts with :func:`~prefect_assets.flows.runners.worker_client.start_pool_worker`:
+    the parent's current environment, Prefect's own initializer (which installs the forwarding
+    of events and logs), and one API client, made with the run's settings, for all its tasks.
+    Where there is no forkserver (Windows) the workers are Prefect's spawned ones.
 
     Example:
         >>> with ForkserverProcessPoolTaskRunner(max_workers=2) as runner:   # doctest: +SKIP
         ...     runner.submit(my_task, {"x": 1}).result()
     """
 
-    _start_lock = threading.Lock()
-
-    def __enter__(self) -> Self:
-        return self  # started by the first submit
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._started:
-            super().__exit__(*exc_info)
-
-    def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None, dependencies: Any = None) -> Any:
-        self._start_once()
-        return super().submit(task, parameters, wait_for=wait_for, dependencies=dependencies)
-
-    def map(self, task: Any, parameters: dict[str, Any], wait_for: Any = None) -> Any:
-        self._start_once()
-        return super().map(task, parameters, wait_for=wait_for)
-
-    def _start_once(self) -> None:
-        with self._start_lock:
-            if not self._started:
-                self._start()
-
-    def _start(self) -> None:
-        super().__enter__()
-        spawning = self._executor
-        if not _unstarted_pool(spawning):
-            return
-        context = worker_context()
-        if context.get_start_method() == spawning._mp_context.get_start_method():
-            return  # no forkserver here (Windows): Prefect's pool is already right
-        self._executor = ProcessPoolExecutor(
-            max_workers=spawning._max_workers,
-            mp_context=context,
-            initializer=start_pool_worker,
-            initargs=(dict(os.environ), spawning._initializer, spawning._initargs, get_current_settings()),
+    def worker_start(self, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> process_pool.WorkerStart:
+        return process_pool.WorkerStart(
+            worker_context(),
+            start_pool_worker,
+            (dict(os.environ), initializer, initargs, get_current_settings()),
         )
-        spawning.shutdown()
-
-
-def _unstarted_pool(executor: Any) -> bool:
-    """A ``ProcessPoolExecutor`` with no worker started and the attributes we copy from it."""
-    return (
-        isinstance(executor, ProcessPoolExecutor)
-        and all(hasattr(executor, a) for a in ("_max_workers", "_mp_context", "_initializer", "_initargs"))
-        and not getattr(executor, "_processes", None)
-    )
-
-
-class _DropTagWarning(logging.Filter):
-    """Drops the process pool's "Task X has N tags but only M workers available" warning.
-
-    It warns about Prefect's tag-based concurrency limits, which can deadlock a small pool;
-    our tags are labels (``group:raw``, ``team:bi``), every asset has at least one, and our
-    concurrency limits are global ones taken inside the task. The warning would fire for
-    nearly every asset on a two-worker pool and mean nothing.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "tags but only" not in record.getMessage()
-
-
-def _quiet_tag_warning(logger: logging.Logger) -> None:
-    if not any(isinstance(f, _DropTagWarning) for f in logger.filters):
-        logger.addFilter(_DropTagWarning())
 
 
 BACKEND = ProcessBackend()

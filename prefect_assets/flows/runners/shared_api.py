@@ -26,9 +26,7 @@ def api_shared_with_workers() -> Iterator[None]:
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         yield
         return
-    from prefect.server.api.server import SubprocessASGIServer
+    from prefect_assets._prefect_compat.ephemeral_server import api_url
 
-    server = SubprocessASGIServer()  # one per process: the one get_client() would start
-    server.start()
-    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+    with temporary_settings(updates={PREFECT_API_URL: api_url()}):  # the one get_client() would start
         yield

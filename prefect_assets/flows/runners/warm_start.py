@@ -104,11 +104,9 @@ def match_parent_environment(
         os.environ.clear()
         os.environ.update(environ)
     if _prefect_variables(os.environ) != prefect_before:
-        from prefect.context import refresh_global_settings_context
-        from prefect.logging.configuration import setup_logging
+        from prefect_assets._prefect_compat import settings_reload
 
-        refresh_global_settings_context()
-        setup_logging()
+        settings_reload.reload_from_environment()  # the process pool forks only where this is available
     if initializer is not None:
         initializer(*initargs)
 

@@ -29,8 +29,9 @@ server of its own), or one whose client cannot be opened (say, the server's API 
 not match): its tasks then build their own clients and report what goes wrong, as Prefect's
 would. Ray workers build clients per task, as Prefect does.
 
-**Events sent before a task returns** (:func:`send_queued_events`). A task reports its task
-run (running, its final state) as events, which Prefect's ``EventsWorker`` sends from a
+**Events sent before a task returns**
+(:func:`~prefect_assets._prefect_compat.worker_events.send_queued_events`). A task reports its
+task run (running, its final state) as events, which Prefect's ``EventsWorker`` sends from a
 background thread; the server knows the task run only from them. Prefect sends what is still
 queued when the interpreter exits, but a worker process never exits that way: a forked process
 (our forkserver's, for the process pool and a local Dask cluster) ends with ``os._exit``, and
@@ -40,6 +41,12 @@ Running. Prefect's process pool waits for a worker's events after every task
 (``prefect.task_runners``); :class:`RunThenSendEvents` does the same on Dask, and
 :mod:`prefect_assets.flows.runners.ray` on Ray. It waits only for what is queued already, the
 task's last state change and asset events, sent on an open connection.
+
+**Prefect's internals** used here sit behind :mod:`prefect_assets._prefect_compat`: making a
+client context current again (:mod:`~prefect_assets._prefect_compat.client_context`) and
+waiting for the ``EventsWorker`` (:mod:`~prefect_assets._prefect_compat.worker_events`). Where
+one is not available (or ``PREFECT_ASSETS_STOCK_PREFECT`` is set), Dask tasks build their own
+clients, and Dask and Ray workers send their events as prefect-dask and prefect-ray do.
 """
 
 from __future__ import annotations
@@ -54,9 +61,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefect.context import SettingsContext, SyncClientContext
-from prefect.events.worker import EventsWorker
 from prefect.settings import Settings
 
+from prefect_assets._prefect_compat import client_context as current_client
+from prefect_assets._prefect_compat import worker_events
 from prefect_assets.flows.runners.warm_start import match_parent_environment
 from prefect_assets.flows.runners.worker_settings import RUNS_REMEMBERED
 
@@ -108,34 +116,9 @@ def _exit_where_entered(client_context: SyncClientContext, entered_in: contextva
     _close_quietly(lambda: entered_in.run(client_context.__exit__, None, None, None))
 
 
-def sent_settings_context(run_task_kwargs: dict[str, Any]) -> dict[str, Any] | None:
-    """The run's serialized ``SettingsContext`` among the keyword arguments a task runner sends
-    to run one task (Prefect's ``context=``), if there is one."""
-    context = run_task_kwargs.get("context")
-    settings_context = context.get("settings_context") if isinstance(context, dict) else None
-    return settings_context if isinstance(settings_context, dict) else None
-
-
-def send_queued_events(settings_context: dict[str, Any] | None) -> None:
-    """Block until this worker's queued Prefect events of the run have been sent (best effort).
-
-    Called after a task, before its result goes back to the submitting side (see the module
-    docstring). Under the run's settings, as the task ran: ``EventsWorker.instance()`` picks its
-    instance by the settings' API, and outside them it would make a new one (with no API URL in
-    the worker's environment, one that starts an ephemeral server) instead of finding the
-    task's. No settings (not a Prefect task): nothing to wait for.
-    """
-    if settings_context is None:
-        return
-    try:
-        with SettingsContext(**settings_context):
-            EventsWorker.instance().wait_until_empty()
-    except Exception:  # noqa: BLE001 - the task's own outcome stands; a lost event is only logged
-        logging.getLogger(__name__).debug("could not send the worker's queued events", exc_info=True)
-
-
 class RunThenSendEvents:
-    """What a Dask worker runs for one task: the task, then :func:`send_queued_events`.
+    """What a Dask worker runs for one task: the task, then
+    :func:`~prefect_assets._prefect_compat.worker_events.send_queued_events`.
 
     Built on the submitting side around the function prefect-dask sends (pickled by reference:
     the worker imports this module); called on the worker with Prefect's keyword arguments,
@@ -147,11 +130,11 @@ class RunThenSendEvents:
         self.__name__ = getattr(run_task, "__name__", "run_task")  # Dask names the task's key by it
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        settings_context = sent_settings_context(kwargs)
+        settings_context = worker_events.sent_settings_context(kwargs)
         try:
             return self.run_task(*args, **kwargs)
         finally:
-            send_queued_events(settings_context)
+            worker_events.send_queued_events(settings_context)
 
 
 class RunWithClientOfRun:
@@ -169,7 +152,7 @@ class RunWithClientOfRun:
         self.__name__ = getattr(run_task, "__name__", "run_task")  # Dask names the task's key by it
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with _client_of_run(self.run_token, sent_settings_context(kwargs)):
+        with _client_of_run(self.run_token, worker_events.sent_settings_context(kwargs)):
             return self.run_task(*args, **kwargs)
 
 
@@ -197,17 +180,16 @@ def _client_of_run(run_token: str, settings_context: dict[str, Any] | None) -> I
     """Inside the block, ``get_client(sync_client=True)`` returns the run's one client in this
     process, opened on first use; without settings or an API URL, or if it cannot be opened,
     the block runs as Prefect would, building its own."""
-    run_client = _take_client(run_token, settings_context)
+    run_client = _take_client(run_token, settings_context) if current_client.AVAILABLE else None
     if run_client is None:
         yield
         return
     # Not ``with client_context``: entering an entered context only counts, it does not make it
-    # current. Setting the variable is what Prefect's context does on its first entry.
-    token = SyncClientContext.__var__.set(run_client.client_context)
+    # current.
     try:
-        yield
+        with current_client.current(run_client.client_context):
+            yield
     finally:
-        SyncClientContext.__var__.reset(token)
         with _clients_lock:
             run_client.users -= 1
             run_client.close_if_unused()

@@ -20,6 +20,10 @@ makes both ends happen once per run instead:
 The worker builds the settings exactly as Prefect would (``Settings(**dict)``, its own
 environment filling what the dict leaves unset), only not again for each task. Here, in the
 submitting process, the serialized settings are still an ordinary ``dict``.
+
+Both ends rely on how Prefect serializes and hydrates its context, behind
+:mod:`prefect_assets._prefect_compat.settings_context`; where that is not available (or
+``PREFECT_ASSETS_STOCK_PREFECT`` is set) Prefect does both for every task, as by default.
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prefect.context import SettingsContext
 from prefect.settings import Settings
-from pydantic import PrivateAttr
+
+from prefect_assets._prefect_compat import settings_context
 
 #: Runs whose settings a long-lived worker (a standing Dask cluster's) keeps built.
 RUNS_REMEMBERED = 8
@@ -74,22 +78,6 @@ class SerializedRunSettings(dict):
         return (settings_for_run, (self.run_token, dict(self)))
 
 
-class _SettingsSerializedOnce(SettingsContext):
-    """The current Prefect settings, serialized on first use and then reused, for one run."""
-
-    _serialized: dict[bool, dict[str, Any]] = PrivateAttr(default_factory=dict)
-    _run_token: str = PrivateAttr(default_factory=lambda: uuid.uuid4().hex)
-
-    def serialize(self, include_secrets: bool = True) -> dict[str, Any]:
-        if include_secrets not in self._serialized:
-            serialized = super().serialize(include_secrets=include_secrets)
-            if include_secrets and "settings" in serialized:
-                # Only what goes to workers; a redacted copy is for display, never rebuilt.
-                serialized["settings"] = SerializedRunSettings(self._run_token, serialized["settings"])
-            self._serialized[include_secrets] = serialized
-        return self._serialized[include_secrets]
-
-
 @contextmanager
 def settings_serialized_once() -> Iterator[None]:
     """Inside the block, Prefect's settings are serialized once and rebuilt once per worker,
@@ -98,6 +86,6 @@ def settings_serialized_once() -> Iterator[None]:
     Wrap it around the code that submits one flow run's tasks. Tasks on threads never
     serialize anything, so it costs them nothing.
     """
-    current = SettingsContext.get()  # never None once Prefect is imported: the global context
-    with _SettingsSerializedOnce(profile=current.profile, settings=current.settings):
+    run_token = uuid.uuid4().hex
+    with settings_context.serialized_once(lambda serialized: SerializedRunSettings(run_token, serialized)):
         yield
