@@ -7,7 +7,9 @@ port if the first one is taken) and kept in its ``server_process``. :func:`embed
 hands out that singleton, so the caller can start it before the run needs it and learn its
 process (:func:`start`) the moment it exists.
 
-Import this module only when the server is used: the probe imports Prefect's server package.
+Import this module only when the server is used: it imports Prefect's server package (unless
+the switch is on). Where that package cannot be imported, neither can this module, so an
+importer finds out each time it tries, instead of once for the whole process.
 
 Without :data:`AVAILABLE` :func:`embedded_server` is ``None``: Prefect starts the server itself
 on first use, and no process is reported, so nothing stops it if this process is killed
@@ -21,7 +23,10 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from prefect_assets._prefect_compat import available
+from prefect_assets._prefect_compat import available, stock_prefect
+
+if not stock_prefect():
+    import prefect.server.api.server  # noqa: F401 - see the module docstring
 
 
 def probe() -> bool:

@@ -132,8 +132,10 @@ def wait_until_recorded(
 
 def _prefect_embedded_server() -> Any | None:
     """Prefect's ``SubprocessASGIServer()`` singleton, or None (fenced: see the module docstring)."""
-    from prefect_assets._prefect_compat.ephemeral_server import embedded_server
-
+    try:
+        from prefect_assets._prefect_compat.ephemeral_server import embedded_server
+    except ImportError:  # Prefect's server package cannot be imported here
+        return None
     return embedded_server()
 
 
