@@ -19,34 +19,29 @@ import pytest
 from tests import oldest_prefect
 from tests.oldest_prefect import CHILD_ENV, REPO, tail
 
-#: The core subset (pytest arguments, relative to the repository), ~1-1.5 min on a 2-core machine:
-#: flows and results on the thread runner, the runners' Prefect touchpoints (process pool, timeouts,
-#: events from workers, concurrency limits, the settings and API clients workers get), deployments
-#: built from the project file, and the deployable entry flow on a real ``prefect server start``.
+#: The core subset (pytest arguments, relative to the repository), kept to ~1 min on a quiet 2-core
+#: machine so the whole test command stays within CI's 20 minutes: the compat probes and their
+#: fallbacks, flows and results on the thread runner, the process runner (whose fast path touches
+#: the most internals: timeouts, events from workers, the forkserver, one client per worker), and
+#: the deployable entry flow on a real ``prefect server start``.
 SUBSET = [
+    "tests/test_prefect_compat.py",
     "tests/test_flows.py",
     "tests/test_runners.py",
-    "tests/test_deployments.py::test_example_nightly_deployment_loads_and_builds",
-    "tests/test_deployments.py::test_deployments_from_project_file_and_several_schedules",
     "tests/test_deployments.py::test_entry_flow_runs_on_the_project_runner",
 ]
 #: Deselected from tests/test_runners.py (only there: ``-k`` matches substrings of any test's name):
-#: Dask, Ray and S3 need the extras the small venv does not have; the CLI run on processes and the
-#: thread variant of the limit test repeat what others cover there; the last three barely touch
-#: Prefect. Together ~45 s fewer.
-DESELECT = ("not (test_runners and (dask or ray or s3 or cli_process_runner_materializes"
-            " or (concurrency_limit_caps_overlap and thread) or cli_missing_extra or compute_in_subprocess"
-            " or assets_import_in_a_process_started_elsewhere))")
-#: The compat tests belong in the subset. tests/test_prefect_compat.py is being written now, so
-#: it is added only when it exists; once it has landed, move it into SUBSET and drop this. (What
-#: they need beyond pytest goes into tests/oldest_prefect.py's SUBSET_REQUIREMENTS.)
-COMPAT_TESTS = "tests/test_prefect_compat.py"
+#: everything but the process runner, whose tests name it; Dask, Ray and S3 need the extras the
+#: small venv does not have; the CLI run on processes and the two subprocess tests barely touch
+#: Prefect's internals. The CLI on stock Prefect repeats, as a whole command, what the compat
+#: tests' in-process fallback runs check here.
+DESELECT = ("not (test_runners and (not process or dask or ray or s3 or cli_process_runner_materializes"
+            " or compute_in_subprocess or assets_import_in_a_process_started_elsewhere))"
+            " and not stock_prefect_cli_on_processes")
+
+
 #: Bound on the child's run.
 SUBSET_TIMEOUT = 600
-
-
-def subset() -> list[str]:
-    return SUBSET + ([COMPAT_TESTS] if (REPO / COMPAT_TESTS).exists() else [])
 
 
 def child_output(output: str, lines: int = 60) -> str:
@@ -76,7 +71,7 @@ def child_env(venv) -> dict[str, str]:
 def test_core_subset_passes_on_the_oldest_prefect(tmp_path):
     build = oldest_prefect.build()
     python = build.wait()
-    command = [str(python), "-m", "pytest", *subset(), "-k", DESELECT, "-q", "-p", "no:cacheprovider",
+    command = [str(python), "-m", "pytest", *SUBSET, "-k", DESELECT, "-q", "-p", "no:cacheprovider",
                f"--basetemp={tmp_path / 'basetemp'}"]
     log = tmp_path / "subset.log"
     started = time.monotonic()
@@ -93,7 +88,7 @@ def test_core_subset_passes_on_the_oldest_prefect(tmp_path):
     build.subset_summary = f"core subset: {outcome} ({seconds:.0f} s)"
     rerun = (f"to rerun it: python3 -m venv /tmp/v && /tmp/v/bin/python -m pip install -q --upgrade pip && "
              f"/tmp/v/bin/pip install -e . prefect=={build.version} {' '.join(oldest_prefect.SUBSET_REQUIREMENTS)} && "
-             f"/tmp/v/bin/python -m pytest {' '.join(subset())} -k '{DESELECT}'")
+             f"/tmp/v/bin/python -m pytest {' '.join(SUBSET)} -k '{DESELECT}'")
     if returncode is None:
         pytest.fail(f"the core subset did not finish within {SUBSET_TIMEOUT} s on prefect {build.version}\n"
                     f"{rerun}\n{child_output(output)}", pytrace=False)
